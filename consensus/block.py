@@ -87,6 +87,11 @@ class Block:
     def parse(cls, data: bytes) -> Block:
         return parse_exact(data, cls.read)
 
+    def with_solution(self, solution: bytes) -> Block:
+        """The same block with another proof solution: the hash does not
+        change, since the header hash excludes the solution."""
+        return Block(self.header.with_solution(solution), self.transactions)
+
     # -- ids and commitments --------------------------------------------------
 
     @property
