@@ -23,7 +23,9 @@ code.
         │   ├── ValueOutOfRange, ValuesUnbalanced, WrongAsset
         │   ├── BadFeeOutput, UnsupportedFeature
         │   ├── PegInError (filled in by the peg)
-        │   └── ConfidentialError (filled in by confidential/)
+        │   │   └── PegInAlreadyClaimed
+        │   ├── ConfidentialError (filled in by confidential/)
+        │   └── DuplicateTransaction, NonFinalTransaction
         └── SigningError                  the round-robin state machine
             ├── UnknownMember, NotProposer, WrongRound, WrongHeight
             ├── StaleMessage, UnsolicitedSignature
@@ -203,6 +205,22 @@ class PegInError(TransactionError):
 
 class ConfidentialError(TransactionError):
     """Base for confidential-output rejections raised inside consensus."""
+
+
+class DuplicateTransaction(TransactionError):
+    """A txid already in the chain, or twice in one block (Bitcoin's BIP30
+    and bad-txns-duplicate)."""
+
+
+class NonFinalTransaction(TransactionError):
+    """A locktime not yet reached by the block's height or median time past
+    (Elements: bad-txns-nonfinal)."""
+
+
+class PegInAlreadyClaimed(PegInError):
+    """A mainchain output claimed twice: in one transaction, in one block, or
+    again after an earlier claim (Elements: bad-txns-inputs-duplicate,
+    bad-txns-double-pegin, pegin-already-claimed)."""
 
 
 # --- Round-robin signing ----------------------------------------------------
