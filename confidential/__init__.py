@@ -63,7 +63,7 @@ from .rangeproof import (
     verify_range_proof,
 )
 from .surjection import MAX_SURJECTIONPROOF_LEN, make_surjection_proof, verify_surjection_proof
-from .txout import TxOut, encode_asset, encode_nonce, encode_value
+from .txout import TxOut, asset_field_generator, encode_asset, encode_nonce, encode_value
 from .unblind import Unblinded, unblind_output
 from .verify import (
     MAX_MONEY,
@@ -116,6 +116,7 @@ __all__ = [
     "VerificationCache",
     "VerificationError",
     "WrongPrefix",
+    "asset_field_generator",
     "asset_generator",
     "blind_outputs",
     "commitment_to_pubkey",

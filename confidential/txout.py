@@ -139,6 +139,17 @@ def encode_nonce(pubkey: bytes | None) -> bytes:
     return b"" if pubkey is None else parse_pubkey(pubkey, "nonce")
 
 
+def asset_field_generator(asset: bytes) -> bytes:
+    """The generator an asset field stands for: explicit (0x01 + id) gives H_asset,
+    a 33-byte generator is itself. This is what surjection proofs are checked against."""
+    raw = _check_field(asset, _ASSET)
+    if not raw:
+        raise EncodingError("asset: null asset has no generator")
+    if raw[0] == 1:
+        return explicit_generator(raw[1:])
+    return parse_asset_generator(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class TxOut:
     """One output, fields held as Elements holds them (empty bytes = null)."""
