@@ -66,6 +66,13 @@ def as_var_bytes(data: object, what: str) -> bytes:
     return bytes(data)
 
 
+def as_list(items: object, what: str) -> list[object]:
+    """A finite sequence as a list, or :class:`BadLength` (never a TypeError)."""
+    if isinstance(items, bytes | bytearray | memoryview | str) or not isinstance(items, Iterable):
+        raise BadLength(f"{what}: expected a sequence, got {type(items).__name__}")
+    return list(items)
+
+
 def check_scalar(data: object, what: str, *, allow_zero: bool = False) -> bytes:
     """32 bytes that are a scalar below the group order (non-zero unless allowed)."""
     raw = as_bytes(data, 32, what)
@@ -107,17 +114,22 @@ def generator_struct(data: object) -> GeneratorStruct:
     return buf
 
 
-def generator_array(generators: Iterable[object]) -> tuple[ctypes.Array[ctypes.c_char], int]:
-    """Parse generators into one contiguous array of structs, as surjection proofs need."""
-    items = list(generators)
+def generator_array(generators: object) -> tuple[ctypes.Array[ctypes.c_char], list[bytes]]:
+    """Parse generators into one contiguous array of structs, as surjection proofs need.
+
+    Returns the array and the generators as bytes, in order.
+    """
+    items = as_list(generators, "input generators")
     # The library wants a non-NULL pointer even for zero inputs.
     buf = ctypes.create_string_buffer(_lib.GENERATOR_SIZE * max(1, len(items)))
+    raws = []
     for i, g in enumerate(items):
         raw = as_bytes(g, POINT_LEN, f"input generator {i}")
         _check_prefix(raw, GENERATOR_PREFIXES, f"input generator {i}")
         if _lib.generator_parse(_lib.CTX, ctypes.byref(buf, i * _lib.GENERATOR_SIZE), raw) != 1:
             raise BadPointEncoding(f"input generator {i}: x is not on the curve")
-    return buf, len(items)
+        raws.append(raw)
+    return buf, raws
 
 
 def parse_value_commitment(data: object) -> bytes:

@@ -98,8 +98,8 @@ def verify_surjection_proof(
     """Verify that ``asset_generator`` blinds the asset of one of ``input_generators``."""
     proof = as_var_bytes(surjection_proof, "surjection proof")
     gen = generator_struct(asset_generator)
-    inputs, n = generator_array(input_generators)
-    checked_surjection(proof, bytes(asset_generator), gen, [bytes(g) for g in input_generators], inputs, n, cache)
+    inputs, input_list = generator_array(input_generators)
+    checked_surjection(proof, bytes(asset_generator), gen, input_list, inputs, len(input_list), cache)
 
 
 def checked_surjection(

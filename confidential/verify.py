@@ -37,6 +37,7 @@ from .cache import VerificationCache
 from .errors import BadLength, ConfidentialError, Unbalanced, ValueOutOfRange
 from .points import (
     ZERO32,
+    as_list,
     as_var_bytes,
     check_asset_id,
     commitment_struct,
@@ -107,14 +108,14 @@ def verify_output(
     """
     commit = commitment_struct(value_commitment)
     gen = generator_struct(asset_generator)
-    inputs, n = generator_array(input_generators)
+    inputs, input_list = generator_array(input_generators)
     proof = as_var_bytes(range_proof, "range proof")
     sproof = as_var_bytes(surjection_proof, "surjection proof")
     script = as_var_bytes(script_pubkey, "scriptPubKey")
     commitment = bytes(value_commitment)
     generator = bytes(asset_generator)
     info = checked_range(proof, commitment, commit, generator, gen, script, max_value, cache)
-    checked_surjection(sproof, generator, gen, [bytes(g) for g in input_generators], inputs, n, cache)
+    checked_surjection(sproof, generator, gen, input_list, inputs, len(input_list), cache)
     return info
 
 
@@ -176,8 +177,9 @@ def verify_balance(inputs: Sequence[Value], outputs: Sequence[Value]) -> None:
     This says nothing about negative amounts hidden in commitments: that is
     what each output's range proof is for.
     """
-    pos = [s for i, v in enumerate(inputs) if (s := _value_struct(v, "input", i)) is not None]
-    neg = [s for i, v in enumerate(outputs) if (s := _value_struct(v, "output", i)) is not None]
+    ins, outs = as_list(inputs, "inputs"), as_list(outputs, "outputs")
+    pos = [s for i, v in enumerate(ins) if (s := _value_struct(v, "input", i)) is not None]
+    neg = [s for i, v in enumerate(outs) if (s := _value_struct(v, "output", i)) is not None]
     ok = _lib.pedersen_verify_tally(_lib.CTX, _pointer_array(pos), len(pos), _pointer_array(neg), len(neg))
     if ok != 1:
         raise Unbalanced("inputs and outputs do not balance")
@@ -206,7 +208,9 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _run(job: OutputJob, max_value: int | None, cache: VerificationCache | None) -> RangeInfo | ConfidentialError:
+def _run(job: object, max_value: int | None, cache: VerificationCache | None) -> RangeInfo | ConfidentialError:
+    if not isinstance(job, OutputJob):
+        return BadLength(f"expected an OutputJob, got {type(job).__name__}")
     try:
         return verify_job(job, max_value=max_value, cache=cache)
     except ConfidentialError as exc:
@@ -244,7 +248,8 @@ def verify_outputs_collect(
     workers = default_workers() if max_workers is None else max_workers
     if workers < 1:
         raise ValueError("max_workers must be at least 1")
-    if workers == 1 or len(jobs) <= 1:
-        return [_run(j, max_value, cache) for j in jobs]
+    items = as_list(jobs, "jobs")
+    if workers == 1 or len(items) <= 1:
+        return [_run(j, max_value, cache) for j in items]
     pool = _pool(workers)
-    return list(pool.map(lambda j: _run(j, max_value, cache), jobs))
+    return list(pool.map(lambda j: _run(j, max_value, cache), items))

@@ -288,6 +288,18 @@ def test_non_bytes_arguments_raise_our_errors(bad: object) -> None:
             OUT.value_commitment, OUT.asset_generator, OUT.nonce_commitment, P2WPKH, OUT.range_proof, bad
         ),  # type: ignore[arg-type]
         lambda: ct.TxOut.parse(bad),  # type: ignore[arg-type]
+        lambda: ct.verify_output(
+            OUT.value_commitment,
+            OUT.asset_generator,
+            P2WPKH,
+            OUT.range_proof,
+            OUT.surjection_proof,
+            bad,  # type: ignore[arg-type]
+        ),
+        lambda: ct.verify_surjection_proof(OUT.surjection_proof, OUT.asset_generator, bad),  # type: ignore[arg-type]
+        lambda: ct.verify_balance(bad, []),  # type: ignore[arg-type]
+        lambda: ct.verify_outputs_parallel(bad, max_workers=2),  # type: ignore[arg-type]
+        lambda: ct.verify_outputs_parallel([bad, bad], max_workers=2),  # type: ignore[list-item]
     ]
     if not isinstance(bad, int):
         calls.append(lambda: ct.Explicit(bad, OUT.asset_id))  # type: ignore[arg-type]
