@@ -87,6 +87,7 @@ from .errors import (
     TimeTooOld,
     TxTooLarge,
     UnsupportedFeature,
+    ValidationError,
     ValueOutOfRange,
     ValuesUnbalanced,
     WrongAsset,
@@ -317,7 +318,11 @@ class ChainState:
         coinbase = genesis.transactions[0]
         if params.initial_free_coins > 0:
             out = coinbase.outputs[0]
-            if not classify_output(out).spendable:
+            try:
+                spendable = classify_output(out).spendable
+            except ValidationError:
+                spendable = False
+            if not spendable:
                 raise ValueError("initial_free_coins_script must be P2WPKH or P2WSH")
             if params.initial_free_coins > MAX_MONEY:
                 raise ValueError("initial_free_coins exceeds MAX_MONEY")
@@ -668,8 +673,13 @@ class ChainState:
         height = self.tip_height + 1
         if fee_script is None:
             fee_script = bytes((OP_RETURN,))
-        elif not classify_output(TxOut.explicit(self._params.policy_asset, 0, fee_script)).spendable:
-            raise ValueError("fee_script must be P2WPKH or P2WSH")
+        else:
+            try:
+                spendable = classify_output(TxOut.explicit(self._params.policy_asset, 0, fee_script)).spendable
+            except ValidationError:
+                spendable = False
+            if not spendable:
+                raise ValueError("fee_script must be P2WPKH or P2WSH")
         fees = sum(o.value.amount for tx in transactions for o in tx.outputs if o.is_fee)
         fee_out = TxOut.explicit(self._params.policy_asset, fees, fee_script)
         reserved = b"\x00" * 32

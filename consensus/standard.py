@@ -204,9 +204,13 @@ class SignatureHasher:
     def __call__(self, index: int, script_code: bytes, value: bytes, hashtype: int) -> bytes:
         """The hash signed by input ``index`` spending an output whose
         serialized confidential value is ``value``."""
-        return bytes(
-            wally.tx_get_elements_signature_hash(self._wtx, index, script_code, value, hashtype, _WALLY_SEGWIT_V0)
-        )
+        try:
+            digest = wally.tx_get_elements_signature_hash(
+                self._wtx, index, script_code, value, hashtype, _WALLY_SEGWIT_V0
+            )
+        except ValueError as e:  # e.g. a null value, which no spendable output has
+            raise ScriptVerifyError(f"no signature hash for input {index}: {e}") from None
+        return bytes(digest)
 
 
 def signature_hash(tx: Transaction, index: int, script_code: bytes, value: ConfidentialValue, hashtype: int) -> bytes:
