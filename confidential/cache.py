@@ -71,6 +71,7 @@ class VerificationCache:
         self._surjection: _Store[bool] = _Store(max_entries)
         self.hits = 0
         self.misses = 0
+        self._count_lock = threading.Lock()
 
     # Keys ---------------------------------------------------------------
 
@@ -113,8 +114,8 @@ class VerificationCache:
         return len(self._range) + len(self._surjection)
 
     def _count(self, hit: bool) -> None:
-        # Counters are advisory (racy under threads); they only feed tests and logs.
-        if hit:
-            self.hits += 1
-        else:
-            self.misses += 1
+        with self._count_lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1

@@ -635,3 +635,37 @@ def test_parallel_raises_lowest_index_failure(workers: int) -> None:
     ]
     with pytest.raises(ct.TruncatedProof):
         ct.verify_outputs_parallel([truncated, moved], max_workers=workers)
+
+
+def test_surjection_ring_is_three_inputs_of_many() -> None:
+    # Elements (and wallycore) put min(3, inputs) inputs in the ring: 131 bytes over up to 8 inputs.
+    rnd = seeded_rng(18)
+    ins = [blinded_input(rnd, ASSET_A if k != 3 else ASSET_B, 1_000) for k in range(6)]
+    key = PrivateKey(rnd.randbytes(32)).public_key.format()
+    specs = [
+        ct.OutputSpec(4_900, ASSET_A, P2WPKH, key),
+        ct.OutputSpec(1_000, ASSET_B, P2WSH, key),
+        ct.OutputSpec(100, ASSET_A, b""),
+    ]
+    outs = ct.blind_outputs(ins, specs, rng=rnd.randbytes)
+    gens = [i.generator for i in ins]
+    for o in outs[:2]:
+        assert isinstance(o, ct.BlindedOutput)
+        assert ct.surjection.surjection_proof_inputs(o.surjection_proof) == (6, 3)
+        assert len(o.surjection_proof) == 2 + 1 + 32 * 4
+        verify(o, gens)
+    ct.verify_balance([input_value(i) for i in ins], [o.as_value() for o in outs])
+
+
+def test_parallel_with_a_shared_cache() -> None:
+    jobs = _jobs()
+    cache = ct.VerificationCache()
+    first = ct.verify_outputs_parallel(jobs, max_workers=2, cache=cache)
+    assert len(cache) == 2 * len(jobs)
+    hits = cache.hits
+    assert ct.verify_outputs_parallel(jobs, max_workers=2, cache=cache) == first
+    assert cache.hits == hits + 2 * len(jobs)
+    # A job whose proof is moved to another output misses the cache and fails.
+    moved = dataclasses.replace(jobs[1], range_proof=jobs[0].range_proof)
+    with pytest.raises(ct.RangeProofInvalid):
+        ct.verify_outputs_parallel([jobs[0], moved], max_workers=2, cache=cache)
