@@ -28,7 +28,8 @@ Rules, in the order they are checked, and the error each raises:
                no outpoint twice in the tx           DuplicateInput
                locktime reached                      NonFinalTransaction
                outputs are templates                 NonStandardScript, BadFeeOutput
-               explicit policy asset, in range       WrongAsset, ValueOutOfRange
+               explicit policy asset, in range,
+               no spendable zero-value output        WrongAsset, ValueOutOfRange
                no issuance                           UnsupportedFeature
                inputs exist, unspent, mature         MissingInput, DoubleSpend, ImmatureSpend
                inputs == outputs (fee outputs incl.) ValuesUnbalanced
@@ -428,6 +429,9 @@ class ChainState:
                 amount = out.value.amount
                 if amount > MAX_MONEY:
                     raise ValueOutOfRange(f"output {i} value {amount}")
+                if amount == 0 and kind.spendable:
+                    # Elements' VerifyAmounts: no spendable zero-value outputs.
+                    raise ValueOutOfRange(f"output {i} is spendable and worth nothing")
                 value_out += amount
                 if kind is OutputKind.FEE:
                     if amount == 0:
@@ -647,6 +651,8 @@ class ChainState:
             amount = out.value.amount
             if amount > MAX_MONEY:
                 raise ValueOutOfRange(f"coinbase output {i} value {amount}")
+            if amount == 0 and kind.spendable:
+                raise ValueOutOfRange(f"coinbase output {i} is spendable and worth nothing")
             if not coinbase.output_witnesses[i].is_null:
                 raise ConfidentialError(f"coinbase output {i} carries a proof")
             total += amount
@@ -681,6 +687,8 @@ class ChainState:
             if not spendable:
                 raise ValueError("fee_script must be P2WPKH or P2WSH")
         fees = sum(o.value.amount for tx in transactions for o in tx.outputs if o.is_fee)
+        if fees == 0:
+            fee_script = bytes((OP_RETURN,))  # a spendable output may not be worth zero
         fee_out = TxOut.explicit(self._params.policy_asset, fees, fee_script)
         reserved = b"\x00" * 32
 

@@ -224,6 +224,10 @@ def test_fees_to_a_fee_script_are_a_maturing_coinbase_output():
     assert hx.chain.validate_transaction(claim) == 0  # height 4 - 1 >= 3
     with pytest.raises(ValueError):
         hx.chain.assemble_block([], hx.time + 60, fee_script=b"\x51")
+    # With no fees there is nothing to claim: the first output is a zero burn.
+    empty = hx.candidate([], fee_script=spk(CAROL))
+    assert empty.transactions[0].outputs[0] == pay(0, b"\x6a")
+    hx.chain.check_block(empty, empty.header.time, check_proof=False)
 
 
 def _fund_multisig(hx: Harness, amount: int = 10 * COIN) -> OutPoint:
@@ -500,6 +504,12 @@ def test_wrong_asset_and_out_of_range_values():
     with pytest.raises(errors.ValueOutOfRange):
         outs = [pay(MAX_MONEY, spk(BOB)), pay(MAX_MONEY, spk(BOB))]
         hx.chain.validate_transaction(spend(ALICE, hx.genesis_coin, FREE, outs))
+    # Elements refuses spendable zero-value outputs; an unspendable one is fine.
+    with pytest.raises(errors.ValueOutOfRange, match="nothing"):
+        hx.chain.validate_transaction(spend(ALICE, hx.genesis_coin, FREE, [pay(FREE, spk(BOB)), pay(0, spk(CAROL))]))
+    assert (
+        hx.chain.validate_transaction(spend(ALICE, hx.genesis_coin, FREE, [pay(FREE, spk(BOB)), pay(0, b"\x6a")])) == 0
+    )
 
 
 def test_output_templates():
@@ -795,6 +805,9 @@ def test_coinbase_rules():
     fee_shaped = Transaction(2, cb.inputs, (pay(100, b""), cb.outputs[1]), 0, cb.input_witnesses)
     with pytest.raises(errors.BadCoinbase):
         hx.chain.check_block(with_coinbase(fee_shaped), now, check_proof=False)
+    zero = Transaction(2, cb.inputs, (pay(0, spk(CAROL)), cb.outputs[1]), 0, cb.input_witnesses)
+    with pytest.raises(errors.ValueOutOfRange):
+        hx.chain.check_block(with_coinbase(zero), now, check_proof=False)
     other = Transaction(2, cb.inputs, (pay(100, b"\x6a", OTHER_ASSET), cb.outputs[1]), 0, cb.input_witnesses)
     with pytest.raises(errors.WrongAsset):
         hx.chain.check_block(with_coinbase(other), now, check_proof=False)
