@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -28,8 +29,7 @@ SEED = 20261125
 TX = make_tx(1)
 OUT = TX.blinded(0)
 GENS = TX.input_generators
-KEY = TX.keys[0]
-assert KEY is not None
+KEY = TX.key(0)
 
 
 def _mutate(rnd: random.Random, data: bytes) -> bytes:
@@ -268,41 +268,41 @@ def test_fuzz_txout_parse() -> None:
     [None, 0, 1.5, "08" * 33, [8] * 33, object()],
     ids=["None", "int", "float", "str", "list", "object"],
 )
-def test_non_bytes_arguments_raise_our_errors(bad: object) -> None:
+def test_non_bytes_arguments_raise_our_errors(bad: Any) -> None:
     calls: list[Callable[[], object]] = [
-        lambda: ct.parse_value_commitment(bad),  # type: ignore[arg-type]
-        lambda: ct.parse_asset_generator(bad),  # type: ignore[arg-type]
+        lambda: ct.parse_value_commitment(bad),
+        lambda: ct.parse_asset_generator(bad),
         lambda: ct.commitment_to_pubkey(bad),
-        lambda: ct.range_proof_info(bad),  # type: ignore[arg-type]
-        lambda: ct.verify_range_proof(bad, OUT.value_commitment, OUT.asset_generator, P2WPKH),  # type: ignore[arg-type]
-        lambda: ct.verify_surjection_proof(bad, OUT.asset_generator, GENS),  # type: ignore[arg-type]
+        lambda: ct.range_proof_info(bad),
+        lambda: ct.verify_range_proof(bad, OUT.value_commitment, OUT.asset_generator, P2WPKH),
+        lambda: ct.verify_surjection_proof(bad, OUT.asset_generator, GENS),
         lambda: ct.verify_output(
             OUT.value_commitment, OUT.asset_generator, bad, OUT.range_proof, OUT.surjection_proof, GENS
-        ),  # type: ignore[arg-type]
+        ),
         lambda: ct.verify_output(
             OUT.value_commitment, OUT.asset_generator, P2WPKH, OUT.range_proof, OUT.surjection_proof, [bad]
-        ),  # type: ignore[list-item]
-        lambda: ct.verify_balance([bad], []),  # type: ignore[list-item]
-        lambda: ct.verify_balance([ct.Committed(bad, OUT.asset_generator)], []),  # type: ignore[arg-type]
+        ),
+        lambda: ct.verify_balance([bad], []),
+        lambda: ct.verify_balance([ct.Committed(bad, OUT.asset_generator)], []),
         lambda: ct.unblind_output(
             OUT.value_commitment, OUT.asset_generator, OUT.nonce_commitment, P2WPKH, OUT.range_proof, bad
-        ),  # type: ignore[arg-type]
-        lambda: ct.TxOut.parse(bad),  # type: ignore[arg-type]
+        ),
+        lambda: ct.TxOut.parse(bad),
         lambda: ct.verify_output(
             OUT.value_commitment,
             OUT.asset_generator,
             P2WPKH,
             OUT.range_proof,
             OUT.surjection_proof,
-            bad,  # type: ignore[arg-type]
+            bad,
         ),
-        lambda: ct.verify_surjection_proof(OUT.surjection_proof, OUT.asset_generator, bad),  # type: ignore[arg-type]
-        lambda: ct.verify_balance(bad, []),  # type: ignore[arg-type]
-        lambda: ct.verify_outputs_parallel(bad, max_workers=2),  # type: ignore[arg-type]
-        lambda: ct.verify_outputs_parallel([bad, bad], max_workers=2),  # type: ignore[list-item]
+        lambda: ct.verify_surjection_proof(OUT.surjection_proof, OUT.asset_generator, bad),
+        lambda: ct.verify_balance(bad, []),
+        lambda: ct.verify_outputs_parallel(bad, max_workers=2),
+        lambda: ct.verify_outputs_parallel([bad, bad], max_workers=2),
     ]
     if not isinstance(bad, int):
-        calls.append(lambda: ct.Explicit(bad, OUT.asset_id))  # type: ignore[arg-type]
+        calls.append(lambda: ct.Explicit(bad, OUT.asset_id))
     for call in calls:
         with pytest.raises(ct.ConfidentialError):
             call()

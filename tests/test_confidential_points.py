@@ -10,9 +10,11 @@ point addition.
 from __future__ import annotations
 
 import hashlib
+import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from coincurve import PrivateKey, PublicKey
@@ -72,7 +74,7 @@ def test_both_prefixes_occur_and_flip_with_negation() -> None:
 
 def test_conversion_agrees_with_library_on_validity() -> None:
     # Random x: about half are on the curve. The library's parse and ours must agree on each.
-    rnd = __import__("random").Random(5)
+    rnd = random.Random(5)
     agree = {True: 0, False: 0}
     for _ in range(400):
         x = rnd.randbytes(32)
@@ -98,11 +100,11 @@ def test_conversion_agrees_with_library_on_validity() -> None:
                 glib = False
             assert glib == lib_ok
     assert agree[True] > 200 and agree[False] > 200
-    for x in (FIELD_P, 2**256 - 1):  # not field elements
+    for too_big in (FIELD_P, 2**256 - 1):  # not field elements
         with pytest.raises(ct.BadPointEncoding):
-            ct.commitment_to_pubkey(b"\x08" + x.to_bytes(32, "big"))
+            ct.commitment_to_pubkey(b"\x08" + too_big.to_bytes(32, "big"))
         with pytest.raises(ct.BadPointEncoding):
-            commitment_struct(b"\x08" + x.to_bytes(32, "big"))
+            commitment_struct(b"\x08" + too_big.to_bytes(32, "big"))
 
 
 def test_sum_points_handles_infinity() -> None:
@@ -157,8 +159,8 @@ def test_binding_loads_wallycores_own_library_and_context() -> None:
         assert fn.argtypes is not None and fn.restype is not None
 
 
-def _import_with_fake_wallycore(body: str, tmp_path: object) -> subprocess.CompletedProcess[str]:
-    fake = tmp_path / "fake"  # type: ignore[operator]
+def _import_with_fake_wallycore(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    fake = tmp_path / "fake"
     (fake / "wallycore").mkdir(parents=True)
     (fake / "wallycore" / "__init__.py").write_text(textwrap.dedent(body))
     code = textwrap.dedent(
@@ -172,7 +174,7 @@ def _import_with_fake_wallycore(body: str, tmp_path: object) -> subprocess.Compl
             print("imported")
         """
     )
-    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent
     return subprocess.run(
         [sys.executable, "-c", code],
         env={"PYTHONPATH": f"{fake}:{root}", "PATH": ""},
@@ -182,12 +184,12 @@ def _import_with_fake_wallycore(body: str, tmp_path: object) -> subprocess.Compl
     )
 
 
-def test_import_fails_closed_without_an_elements_build(tmp_path: object) -> None:
+def test_import_fails_closed_without_an_elements_build(tmp_path: Path) -> None:
     r = _import_with_fake_wallycore("def is_elements_build():\n    return False\n", tmp_path)
     assert r.stdout.startswith("LibraryUnavailable True True"), r.stdout + r.stderr
 
 
-def test_import_fails_closed_when_a_symbol_is_missing(tmp_path: object) -> None:
+def test_import_fails_closed_when_a_symbol_is_missing(tmp_path: Path) -> None:
     # A "wallycore" whose shared object is coincurve's plain libsecp256k1: no rangeproof module.
     import coincurve._libsecp256k1 as plain
 
@@ -203,6 +205,6 @@ def test_import_fails_closed_when_a_symbol_is_missing(tmp_path: object) -> None:
     assert "does not export" in r.stdout
 
 
-def test_import_fails_closed_without_wallycore(tmp_path: object) -> None:
+def test_import_fails_closed_without_wallycore(tmp_path: Path) -> None:
     r = _import_with_fake_wallycore("raise ImportError('no wallycore here')\n", tmp_path)
     assert r.stdout.startswith("LibraryUnavailable True True"), r.stdout + r.stderr

@@ -493,14 +493,14 @@ def test_unblind_with_wrong_key_is_not_ours() -> None:
             tx.blinded(1).nonce_commitment,
             out.script_pubkey,
             out.range_proof,
-            tx.keys[0],
-        )  # type: ignore[arg-type]
+            tx.key(0),
+        )
     with pytest.raises(ct.RangeProofInvalid):  # a proof for another script is not merely "not ours"
         ct.unblind_output(
-            out.value_commitment, out.asset_generator, out.nonce_commitment, P2WSH, out.range_proof, tx.keys[0]
-        )  # type: ignore[arg-type]
+            out.value_commitment, out.asset_generator, out.nonce_commitment, P2WSH, out.range_proof, tx.key(0)
+        )
     with pytest.raises(ct.TruncatedProof):
-        ct.unblind_output(*args[:4], out.range_proof[:-1], tx.keys[0])  # type: ignore[arg-type]
+        ct.unblind_output(*args[:4], out.range_proof[:-1], tx.key(0))
     with pytest.raises(ct.BadScalar):
         ct.unblind_output(*args, bytes(32))
 
@@ -518,7 +518,7 @@ def test_auditor_with_viewing_key_sees_amounts() -> None:
             out.nonce_commitment,
             out.script_pubkey,
             out.range_proof,
-            tx.keys[k],  # type: ignore[arg-type]
+            tx.key(k),
         )
         assert ct.value_commitment(u.value, u.vbf, ct.asset_generator(u.asset_id, u.abf)) == out.value_commitment
         seen.append(u.value)

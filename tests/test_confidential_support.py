@@ -44,6 +44,12 @@ class TxCase:
     def output_values(self) -> list[ct.Value]:
         return [o.as_value() for o in self.outputs]
 
+    def key(self, k: int) -> bytes:
+        """The blinding private key of output ``k`` (a blinded one)."""
+        key = self.keys[k]
+        assert key is not None
+        return key
+
     def blinded(self, k: int) -> ct.BlindedOutput:
         out = self.outputs[k]
         assert isinstance(out, ct.BlindedOutput)
