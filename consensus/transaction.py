@@ -512,6 +512,10 @@ class TxOutWitness:
 
     @classmethod
     def read(cls, r: ByteReader) -> TxOutWitness:
+        pos = r.pos
+        if r.slice(pos, pos + 2) == b"\x00\x00":  # the usual case: no proofs
+            r.read(2)
+            return EMPTY_TXOUT_WITNESS
         s = r.read_varbytes()
         p = r.read_varbytes()
         if not (s or p):
