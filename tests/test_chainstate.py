@@ -7,6 +7,7 @@ federation, and a genesis that gives Alice 50 coins.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -944,3 +945,42 @@ def test_assembled_block_is_valid_and_parses():
     assert cb.inputs[0].script_sig == push_int(1) + bytes((OP_0,))
     assert Block.parse(candidate.serialize()) == candidate
     hx.chain.check_block(candidate, candidate.header.time, check_proof=False)
+
+
+# --- Robustness: validation raises only consensus errors -----------------------------
+
+
+def test_mutated_transactions_and_blocks_raise_only_consensus_errors():
+    """Bytes that parse but break rules must be refused with a typed error,
+    never with an exception from a library underneath (wally, coincurve)."""
+    seed = 99
+    rng = random.Random(seed)
+    hx = PegHarness()
+    coin = _fund_multisig(hx)
+    txs = [
+        spend(ALICE, OutPoint(hx.chain.genesis.transactions[0].txid, 0), FREE, [pay(FREE - 1, spk(BOB)), fee(1)]),
+        _multisig_spend(coin, 10 * COIN, MULTI[1:]),
+        _pegin_tx(OutPoint(b"\x88" * 32, 1), 5 * COIN),
+    ]
+    raws = [tx.serialize() for tx in txs]
+    block_raw = hx.block(txs[1:]).serialize()
+    outcomes: dict[str, int] = {}
+    for i in range(3000):
+        base = rng.choice([*raws, block_raw])
+        b = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        data = bytes(b)
+        try:
+            if base is block_raw:
+                hx.chain.check_block(Block.parse(data), hx.time + 60)
+            else:
+                hx.chain.validate_transaction(Transaction.parse(data))
+            outcomes["ok"] = outcomes.get("ok", 0) + 1
+        except errors.ConsensusError as e:
+            outcomes[e.code] = outcomes.get(e.code, 0) + 1
+        except Exception as e:  # pragma: no cover - the failure report
+            pytest.fail(f"seed {seed}, case {i}: {type(e).__name__}: {e} on {data.hex()}")
+    # The mutations reach the validator, not just the parser, and many rules.
+    assert outcomes.get("ParseError", 0) < 1000, outcomes
+    assert len(outcomes) >= 10, outcomes
