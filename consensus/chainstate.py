@@ -15,7 +15,7 @@ Rules, in the order they are checked, and the error each raises:
     header     height == tip + 1                     BadHeight
                prev == tip hash                      BadPrevHash
                challenge == federation's             BadChallenge
-               time > median of last 11 times        TimeTooOld
+               time > median time past (11 blocks)   TimeTooOld
                time <= now + max_future_block_time   TimeTooNew
                m valid signatures (check_proof)      BlockSignatureError tree
     block      weight, serialized size               BlockWeightExceeded, BlockTooLarge
@@ -41,9 +41,11 @@ fee of a transaction is the sum of its explicit fee outputs (Elements).
 
 Fees in assembled blocks: the coinbase's first output pays the block's fees
 in the policy asset to ``fee_script`` if the proposer names one (P2WPKH or
-P2WSH), otherwise to a bare ``OP_RETURN``, which burns them visibly, as
-Elements does when no coinbase destination is configured. Either way the
-amount is on the chain for an audit to count.
+P2WSH), otherwise to a bare ``OP_RETURN``, which burns them visibly (the
+shape of the real Liquid block in tests/vectors, whose first coinbase output
+is a bare OP_RETURN). Either way the amount is on the chain for an audit to
+count. With no fees that output is a zero-value OP_RETURN, since Elements
+refuses spendable zero-value outputs.
 
 Peg-ins and confidential outputs are delegated through two typed hooks,
 :class:`PegInVerifier` and :class:`ConfidentialVerifier`; the defaults
