@@ -152,7 +152,17 @@ class ConfidentialVerifier(Protocol):
 
     Called only for a transaction with at least one non-explicit asset or
     value among its outputs or spent outputs; explicit-only transactions
-    are balanced by the chain state itself."""
+    are balanced by the chain state itself. ``verify_output`` is called for
+    each output whose asset or value is not explicit, then ``verify_balance``
+    once. Fee outputs are still checked here (explicit, policy asset).
+
+    An implementation over ``confidential.verify`` maps each asset to its
+    generator (explicit ids through the unblinded generator), passes the
+    output's scriptPubKey to the range proof, and must translate that
+    package's own errors into :class:`~consensus.errors.ConfidentialError`
+    or :class:`~consensus.errors.ValuesUnbalanced`: the chain state lets
+    only consensus errors through and does not catch others, so that a bug
+    in a verifier is never mistaken for an invalid block."""
 
     def verify_output(self, output: TxOut, witness: TxOutWitness, input_assets: Sequence[ConfidentialAsset]) -> None:
         """The output's range proof (bound to its asset and scriptPubKey)
