@@ -2,7 +2,7 @@
 
 A chain is funded with one fan-out transaction paying N P2WPKH outputs to N
 fixed keys; then N signed 1-input, 2-output P2WPKH transactions (payment +
-explicit fee output, 298 bytes) are validated in turn: parse from bytes, then
+explicit fee output, 276 bytes) are validated in turn: parse from bytes, then
 ``ChainState.validate_transaction`` (UTXO lookup, templates, amounts,
 Elements signature hash through libwally, one ECDSA verification). One core,
 in-process.
