@@ -41,9 +41,9 @@ class _Echo(socketserver.BaseRequestHandler):
 def echo_server() -> Iterator[tuple[str, int]]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
     server.daemon_threads = True
-    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
-    yield server.server_address[0], server.server_address[1]
+    yield str(server.server_address[0]), int(server.server_address[1])
     server.shutdown()
     server.server_close()
 
