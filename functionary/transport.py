@@ -72,8 +72,15 @@ either means tampering); a bad tag is ``DecryptionFailed``. Directional keys
 mean a frame reflected back to its sender fails to decrypt.
 
 Every refusal is counted (``stats()["rejected.<Reason>"]``) and logged as one
-``key=value`` line naming the reason, never with a traceback and never with
-key material.
+event, ``event=rejected me=3 reason=ReplayedFrame peer=0 addr=… detail=…``
+(message = event name, fields in ``extra``, as functionary/log.py formats
+them), never with a traceback and never with key material.
+
+Limits: a socket that has not completed its handshake may send at most
+``HANDSHAKE_LIMIT`` bytes per message and has ``handshake_timeout`` to finish;
+at most ``max_pending_handshakes`` such sockets are held at once. Members of
+one federation must agree on ``max_frame_size``: a larger frame is refused by
+the receiver, which closes the session.
 
 Concurrency: all methods must be called from the event loop that ran
 ``start()``. ``send`` never blocks: messages wait in a small per-peer queue
@@ -535,13 +542,6 @@ class PeerInfo:
         return VerifyKey(self.public_key)
 
 
-def _fmt(value: object) -> str:
-    s = str(value)
-    if not s or any(c in s for c in ' "=\n\\'):
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return s
-
-
 @dataclass(eq=False)
 class _Conn:
     """One live session with one peer."""
@@ -603,6 +603,7 @@ class PeerNetwork:
         backoff_cap: float = 5.0,
         queue_limit: int = 64,
         queue_bytes: int = 16 * 1024 * 1024,
+        max_pending_handshakes: int = 64,
         clock: Clock = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -632,6 +633,8 @@ class PeerNetwork:
         self.backoff_cap = backoff_cap
         self.queue_limit = queue_limit
         self.queue_bytes = queue_bytes
+        self.max_pending_handshakes = max_pending_handshakes
+        self._pending_handshakes = 0
         self._clock = clock
         self._rng = rng or random.Random()
         self._stats: Counter[str] = Counter()
@@ -744,10 +747,12 @@ class PeerNetwork:
         return task
 
     def _event(self, level: int, event: str, **fields: object) -> None:
+        # The project's convention (functionary/log.py): the message is the
+        # event name and the fields ride in ``extra``, which the key=value
+        # formatter prints as one line: event=rejected me=3 reason=… peer=0 …
         if self._log.isEnabledFor(level):
-            parts = [f"event={event}", f"me={self.me}"]
-            parts += [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
-            self._log.log(level, " ".join(parts))
+            extra = {"event": event, "me": self.me, **{k: v for k, v in fields.items() if v is not None}}
+            self._log.log(level, event, extra=extra)
 
     def _reject(self, err: TransportError, **fields: object) -> None:
         self._stats[f"rejected.{err.code}"] += 1
@@ -810,7 +815,13 @@ class PeerNetwork:
         if self._stopping:
             writer.close()
             return
+        if self._pending_handshakes >= self.max_pending_handshakes:
+            # Unauthenticated sockets must not pile up without bound.
+            self._stats["inbound_refused_busy"] += 1
+            writer.close()
+            return
         self._writers.add(writer)
+        self._pending_handshakes += 1
         self._spawn(self._inbound(reader, writer), f"inbound-{self.me}")
 
     async def _inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -833,7 +844,8 @@ class PeerNetwork:
                         on_claim=claimed.append,
                     )
             except TimeoutError:
-                self._reject(HandshakeTimeout("no complete handshake in time"), peer=_first(claimed), addr=addr)
+                timeout = HandshakeTimeout("no complete handshake in time")
+                self._reject(timeout, peer=_first(claimed), addr=addr, dir="in")
                 return
             except TransportError as e:
                 self._reject(e, peer=_first(claimed), addr=addr, dir="in")
@@ -841,6 +853,8 @@ class PeerNetwork:
             except (OSError, asyncio.IncompleteReadError) as e:
                 self._event(logging.INFO, "handshake_aborted", peer=_first(claimed), addr=addr, error=type(e).__name__)
                 return
+            finally:
+                self._pending_handshakes -= 1
             await self._session(self._peers[channel.peer], channel, reader, writer, "in", addr)
         finally:
             await self._close_writer(writer)

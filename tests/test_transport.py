@@ -68,6 +68,17 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> N
         await asyncio.sleep(0.01)
 
 
+_PLAIN = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def kv_line(r: logging.LogRecord) -> str:
+    """A record as the runtime's key=value formatter prints it: the event
+    name in the message, its fields in ``extra``."""
+    fields = {k: v for k, v in r.__dict__.items() if k not in _PLAIN}
+    assert fields.get("event") == r.getMessage(), "the message is the event name"
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
 class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -77,7 +88,7 @@ class Records(logging.Handler):
         self.records.append(record)
 
     def lines(self) -> list[str]:
-        return [r.getMessage() for r in self.records]
+        return [kv_line(r) for r in self.records]
 
     def rejected(self, reason: str) -> list[str]:
         return [m for m in self.lines() if "event=rejected" in m and f"reason={reason} " in m + " "]
@@ -159,9 +170,8 @@ def no_pending_tasks() -> bool:
 def assert_clean_logs(fed: Fed) -> None:
     secrets = [bytes(k).hex() for k in fed.keys]
     for rec in fed.logs.values():
-        for r in rec.records:
-            assert r.exc_info is None, r.getMessage()
-            msg = r.getMessage()
+        for r, msg in zip(rec.records, rec.lines()):
+            assert r.exc_info is None, msg
             assert "Traceback" not in msg
             assert not any(s in msg for s in secrets), "private key material in a log line"
 
@@ -590,3 +600,24 @@ async def test_read_frame_checks_the_length_before_reading_the_body() -> None:
     reader.feed_data(struct.pack(">I", 5) + b"\x00" * 5)
     with pytest.raises(MalformedFrame):
         await read_frame(reader, ch)
+
+
+@run_async
+async def test_unauthenticated_sockets_are_capped() -> None:
+    fed = Fed(2, max_pending_handshakes=2, handshake_timeout=30)
+    try:
+        await fed.start([1])
+        silent = [await _open(fed.port(1)) for _ in range(2)]
+        await until(lambda: fed.nets[1]._pending_handshakes == 2, "two pending handshakes")
+        reader, writer = await _open(fed.port(1))
+        assert await _closed_by_peer(reader)  # the third is turned away at once
+        writer.close()
+        assert fed.nets[1].stats()["inbound_refused_busy"] == 1
+        for _, w in silent:
+            w.close()
+        await until(lambda: fed.nets[1]._pending_handshakes == 0, "the silent ones to go")
+        await fed.start([0])
+        await until(lambda: fed.fully_connected([0, 1]), "an honest member still gets in")
+    finally:
+        await fed.stop()
+    assert no_pending_tasks()
