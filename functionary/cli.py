@@ -1,0 +1,346 @@
+"""The ``functionary`` command.
+
+    functionary init --members N --threshold M --out DIR     local key ceremony
+    functionary run --config FILE                             one member
+    functionary devnet [--members 5] [--threshold 4] ...      the whole federation locally
+    functionary status [--url URL]                            what a member is doing
+
+Exit status: 0 on success, 2 for bad arguments or configuration (with a
+one-line reason, never a traceback), 3 when a member refuses to sign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from coincurve import PrivateKey
+
+from consensus.hashes import hash160
+
+from .config import ConfigError, Federation, MemberConfig, MemberInfo, MemberKeys
+from .errors import FunctionaryError
+
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+
+
+def _p2wpkh(pubkey: bytes) -> bytes:
+    return b"\x00\x14" + hash160(pubkey)
+
+
+# --- init -------------------------------------------------------------------------------
+
+
+def init_federation(
+    out: Path,
+    members: int,
+    threshold: int,
+    *,
+    host: str = "127.0.0.1",
+    p2p_port: int = 7100,
+    api_port: int = 8000,
+    block_interval: float = 60.0,
+    round_timeout: float = 10.0,
+    free_coins: int = 0,
+    database_url: str | None = None,
+) -> Federation:
+    """Write DIR/federation.json, DIR/memberI/{member.json,keys.json}, and,
+    with free coins, DIR/faucet.json (the key that owns them: test chains only)."""
+    if not 1 <= threshold <= members <= 15:
+        raise ConfigError(f"need 1 <= threshold <= members <= 15, got {threshold} of {members}")
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "federation.json").exists():
+        raise ConfigError(f"{out / 'federation.json'} exists; refusing to overwrite a federation")
+    all_keys = [MemberKeys.generate() for _ in range(members)]
+    faucet_script = b""
+    if free_coins:
+        faucet = PrivateKey(os.urandom(32))
+        faucet_script = _p2wpkh(faucet.public_key.format())
+        fd = os.open(out / "faucet.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"key": faucet.secret.hex(), "script_pubkey": faucet_script.hex(), "amount": free_coins}, f)
+    fed = Federation(
+        members=tuple(
+            MemberInfo(
+                index=i,
+                name=f"member{i}",
+                signing_pubkey=k.signing_key.public_key.format(),
+                identity_pubkey=bytes(k.identity.verify_key),
+                p2p=(host, p2p_port + i),
+                api=f"http://{host}:{api_port + i}",
+            )
+            for i, k in enumerate(all_keys)
+        ),
+        threshold=threshold,
+        genesis_time=int(time.time()) - 1,
+        block_interval=block_interval,
+        round_timeout=round_timeout,
+        initial_free_coins=free_coins,
+        initial_free_coins_script=faucet_script,
+    )
+    fed.save(out / "federation.json")
+    for i, k in enumerate(all_keys):
+        mdir = out / f"member{i}"
+        mdir.mkdir(exist_ok=True)
+        os.chmod(mdir, 0o700)
+        k.save(mdir / "keys.json")
+        MemberConfig(
+            path=mdir / "member.json",
+            member=i,
+            federation_file=(out / "federation.json").resolve(),
+            keys_file=(mdir / "keys.json").resolve(),
+            data_dir=mdir.resolve(),
+            database_url=database_url.format(member=i) if database_url else None,
+            p2p_listen=(host, p2p_port + i),
+            api_listen=(host, api_port + i),
+            log_level="info",
+        ).save()
+    return fed
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+async def run_member(config_path: Path) -> int:
+    import uvicorn
+
+    from .api import create_app
+    from .log import event, setup_logging
+    from .node import FunctionaryNode, RefuseToSign
+
+    config = MemberConfig.load(config_path)
+    federation = Federation.load(config.federation_file)
+    keys = MemberKeys.load(config.keys_file)
+    logger = setup_logging(config.member, config.log_level)
+    node = FunctionaryNode(config, federation, keys, logger)
+    try:
+        await node.start()
+    except RefuseToSign as e:
+        print(f"functionary: member {config.member} refuses to sign: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    app = create_app(node)
+
+    class _Server(uvicorn.Server):
+        # The member owns SIGINT/SIGTERM: uvicorn's own capture would re-raise
+        # the signal after serving and kill the process before the node stops.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            yield
+
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.api_listen[0],
+            port=config.api_listen[1],
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    api_task = asyncio.create_task(server.serve())
+    event(logger, "api_listening", url=f"http://{config.api_listen[0]}:{config.api_listen[1]}")
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait({api_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(api_task, 5)
+    stop_task.cancel()
+    await node.stop()
+    return 0
+
+
+# --- devnet -------------------------------------------------------------------------------
+
+
+def devnet(args: argparse.Namespace) -> int:
+    data = Path(args.data).resolve()
+    fed_file = data / "federation.json"
+    if fed_file.exists():
+        federation = Federation.load(fed_file)
+        print(f"devnet: resuming the federation in {data} ({federation.threshold}-of-{federation.n})")
+    else:
+        federation = init_federation(
+            data,
+            args.members,
+            args.threshold,
+            p2p_port=args.p2p_port,
+            api_port=args.api_port,
+            block_interval=args.block_interval,
+            round_timeout=max(1.0, args.block_interval / 2),
+            free_coins=21_000_000 * 100_000_000 // 1000,
+        )
+        print(f"devnet: created a {args.threshold}-of-{args.members} federation in {data}")
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    for i in range(federation.n):
+        log = open(data / f"member{i}" / "member.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        logs.append(log)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "functionary", "run", "--config", str(data / f"member{i}" / "member.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    info: dict[str, Any] = {
+        "federation": str(fed_file),
+        "threshold": federation.threshold,
+        "members": [
+            {
+                "index": m.index,
+                "api": m.api,
+                "p2p": f"{m.p2p[0]}:{m.p2p[1]}",
+                "data_dir": str(data / f"member{m.index}"),
+                "log": str(data / f"member{m.index}" / "member.log"),
+                "pid": p.pid,
+            }
+            for m, p in zip(federation.members, procs)
+        ],
+        "mainchain": None,
+    }
+    (data / "devnet.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(f"devnet: {federation.n} members running; blocks every {federation.block_interval:g}s")
+    for m in info["members"]:
+        print(f"  member {m['index']}: api {m['api']}  pid {m['pid']}  log {m['log']}")
+    print(f"devnet: details in {data / 'devnet.json'}; Ctrl-C stops everything")
+    stopping = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    import httpx
+
+    last = -1
+    url = federation.members[0].api
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for i, p in enumerate(procs):
+                if p.poll() is not None and not stopping:
+                    print(f"devnet: member {i} exited with status {p.returncode}; see its log")
+                    stopping = True
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                st = httpx.get(f"{url}/status", timeout=1.0).json()
+                for b in reversed(st["last_blocks"]):
+                    if b["height"] > last:
+                        last = b["height"]
+                        print(f"block {b['height']} {b['hash']} signed by {b['signers']}")
+    finally:
+        print("devnet: stopping")
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.time() + 10
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.1, deadline - time.time()))
+            if p.poll() is None:
+                p.kill()
+        for log in logs:
+            log.close()
+    return 0
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def status(url: str) -> int:
+    import httpx
+
+    try:
+        st = httpx.get(f"{url.rstrip('/')}/status", timeout=5.0).json()
+    except (httpx.HTTPError, ValueError) as e:
+        print(f"functionary status: cannot reach {url}: {e}", file=sys.stderr)
+        return 1
+    print(f"member {st['member']}  tip {st['tip']['height']} {st['tip']['hash']}")
+    print(f"working on height {st['round']['height']} round {st['round']['round']}")
+    print(f"peers connected: {st['peers_connected']}  mempool: {st['mempool']['count']} txs")
+    for b in st["last_blocks"]:
+        print(f"  block {b['height']} {b['hash'][:16]}… signed by {b['signers']}")
+    return 0
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="functionary", description="A member of a federated Bitcoin sidechain.")
+    sub = p.add_subparsers(dest="command", required=True)
+    i = sub.add_parser("init", help="local key ceremony: keys, configs and the public federation file")
+    i.add_argument("--members", type=int, required=True)
+    i.add_argument("--threshold", type=int, required=True)
+    i.add_argument("--out", required=True)
+    i.add_argument("--host", default="127.0.0.1")
+    i.add_argument("--p2p-port", type=int, default=7100)
+    i.add_argument("--api-port", type=int, default=8000)
+    i.add_argument("--block-interval", type=float, default=60.0)
+    i.add_argument("--round-timeout", type=float, default=10.0)
+    i.add_argument("--free-coins", type=int, default=0, help="test chains only: satoshis created in genesis")
+    i.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://host/db{member}")
+    r = sub.add_parser("run", help="run one member")
+    r.add_argument("--config", required=True)
+    d = sub.add_parser("devnet", help="the whole federation on this machine")
+    d.add_argument("--members", type=int, default=5)
+    d.add_argument("--threshold", type=int, default=4)
+    d.add_argument("--block-interval", type=float, default=5.0)
+    d.add_argument("--data", default="devnet-data")
+    d.add_argument("--api-port", type=int, default=8000)
+    d.add_argument("--p2p-port", type=int, default=7100)
+    s = sub.add_parser("status", help="what a member is doing")
+    s.add_argument("--url", default="http://127.0.0.1:8000")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "init":
+            fed = init_federation(
+                Path(args.out),
+                args.members,
+                args.threshold,
+                host=args.host,
+                p2p_port=args.p2p_port,
+                api_port=args.api_port,
+                block_interval=args.block_interval,
+                round_timeout=args.round_timeout,
+                free_coins=args.free_coins,
+                database_url=args.database_url,
+            )
+            print(f"wrote a {fed.threshold}-of-{fed.n} federation to {args.out}")
+            return 0
+        if args.command == "run":
+            return asyncio.run(run_member(Path(args.config)))
+        if args.command == "devnet":
+            return devnet(args)
+        if args.command == "status":
+            return status(args.url)
+    except ConfigError as e:
+        print(f"functionary: {e.code}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except FunctionaryError as e:
+        print(f"functionary: {e.code}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

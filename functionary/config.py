@@ -1,0 +1,353 @@
+"""Configuration files: the public federation file, each member's config, and
+its private key file.
+
+``federation.json`` (public; anyone may read it):
+
+    field              meaning
+    version            1
+    threshold          m
+    members[]          index, name, signing_pubkey (33-byte hex), identity_pubkey
+                       (Ed25519, 32-byte hex), p2p "host:port", api URL
+    signblockscript    the block challenge, OP_m <keys> OP_n OP_CHECKMULTISIG
+    chain              genesis_time, block_interval, round_timeout,
+                       initial_free_coins, initial_free_coins_script (hex)
+    fault_bounds       offline_tolerance (n - m), equivocation_tolerance (2m - n - 1)
+    chain_id           hex of sha256 over the canonical consensus fields
+
+``member.json`` (per member): member index, paths to the federation and key
+files (relative to the config file), data_dir, database_url (optional),
+p2p_listen, api_listen, log_level.
+
+``keys.json`` (per member, mode 0600): signing_key (secp256k1, 32-byte hex)
+and identity_seed (Ed25519 seed, 32-byte hex).
+
+Every problem with a file raises a :class:`ConfigError` subclass naming the
+file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coincurve import PrivateKey
+from nacl.signing import SigningKey
+
+from consensus.errors import ConsensusError
+from consensus.params import ChainParams, FederationParams
+from consensus.script import multisig_script
+
+from .errors import FunctionaryError
+
+
+class ConfigError(FunctionaryError):
+    """A configuration or key file that cannot be used."""
+
+
+class ConfigFileMissing(ConfigError):
+    pass
+
+
+class ConfigSyntax(ConfigError):
+    pass
+
+
+class ConfigInvalid(ConfigError):
+    pass
+
+
+class KeyFileExposed(ConfigError):
+    """A private key file readable by other users."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigFileMissing(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigFileMissing(f"{path}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigSyntax(f"{path}: line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigInvalid(f"{path}: top level must be an object")
+    return data
+
+
+class _Fields:
+    """Typed access to one JSON object, with errors that name file and field."""
+
+    def __init__(self, path: Path, data: dict[str, Any], prefix: str = "") -> None:
+        self.path = path
+        self.data = data
+        self.prefix = prefix
+
+    def _err(self, key: str, msg: str) -> ConfigInvalid:
+        return ConfigInvalid(f"{self.path}: {self.prefix}{key}: {msg}")
+
+    def get(self, key: str, kind: type, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self._err(key, "missing")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self._err(key, f"must be {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    def hex(self, key: str, size: int | None = None, default: str | None = None) -> bytes:
+        s = self.get(key, str, ... if default is None else default)
+        try:
+            raw = bytes.fromhex(s)
+        except ValueError:
+            raise self._err(key, "not hex") from None
+        if size is not None and len(raw) != size:
+            raise self._err(key, f"must be {size} bytes, got {len(raw)}")
+        return raw
+
+    def int_range(self, key: str, lo: int, hi: int, default: Any = ...) -> int:
+        v: int = self.get(key, int, default)
+        if not lo <= v <= hi:
+            raise self._err(key, f"must be in [{lo}, {hi}], got {v}")
+        return v
+
+    def address(self, key: str, default: Any = ...) -> tuple[str, int]:
+        s = self.get(key, str, default)
+        host, sep, port = s.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise self._err(key, f"must be host:port, got {s!r}")
+        return host, int(port)
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    index: int
+    name: str
+    signing_pubkey: bytes
+    identity_pubkey: bytes
+    p2p: tuple[str, int]
+    api: str
+
+
+@dataclass(frozen=True)
+class Federation:
+    members: tuple[MemberInfo, ...]
+    threshold: int
+    genesis_time: int
+    block_interval: float
+    round_timeout: float
+    initial_free_coins: int
+    initial_free_coins_script: bytes
+
+    @property
+    def n(self) -> int:
+        return len(self.members)
+
+    def federation_params(self) -> FederationParams:
+        return FederationParams(tuple(m.signing_pubkey for m in self.members), self.threshold)
+
+    def chain_params(self) -> ChainParams:
+        return ChainParams(
+            federation=self.federation_params(),
+            genesis_time=self.genesis_time,
+            initial_free_coins=self.initial_free_coins,
+            initial_free_coins_script=self.initial_free_coins_script,
+        )
+
+    @property
+    def chain_id(self) -> bytes:
+        """Commits to every consensus-relevant field, so members of different
+        federations (or of the same keys with other rules) never talk."""
+        canon = json.dumps(
+            {
+                "signblockscript": self.federation_params().challenge.hex(),
+                "genesis_time": self.genesis_time,
+                "initial_free_coins": self.initial_free_coins,
+                "initial_free_coins_script": self.initial_free_coins_script.hex(),
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(canon.encode()).digest()
+
+    def to_json(self) -> dict[str, Any]:
+        fed = self.federation_params()
+        return {
+            "version": 1,
+            "threshold": self.threshold,
+            "members": [
+                {
+                    "index": m.index,
+                    "name": m.name,
+                    "signing_pubkey": m.signing_pubkey.hex(),
+                    "identity_pubkey": m.identity_pubkey.hex(),
+                    "p2p": f"{m.p2p[0]}:{m.p2p[1]}",
+                    "api": m.api,
+                }
+                for m in self.members
+            ],
+            "signblockscript": multisig_script(fed.m, fed.signing_keys).hex(),
+            "chain": {
+                "genesis_time": self.genesis_time,
+                "block_interval": self.block_interval,
+                "round_timeout": self.round_timeout,
+                "initial_free_coins": self.initial_free_coins,
+                "initial_free_coins_script": self.initial_free_coins_script.hex(),
+            },
+            "fault_bounds": {
+                "offline_tolerance": fed.offline_tolerance,
+                "equivocation_tolerance": fed.equivocation_tolerance,
+            },
+            "chain_id": self.chain_id.hex(),
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> "Federation":
+        data = _read_json(path)
+        top = _Fields(path, data)
+        if top.get("version", int) != 1:
+            raise ConfigInvalid(f"{path}: version: only version 1 is understood")
+        raw_members = top.get("members", list)
+        if not 1 <= len(raw_members) <= 15:
+            raise ConfigInvalid(f"{path}: members: need 1 to 15 members")
+        members = []
+        for i, raw in enumerate(raw_members):
+            if not isinstance(raw, dict):
+                raise ConfigInvalid(f"{path}: members[{i}]: must be an object")
+            f = _Fields(path, raw, f"members[{i}].")
+            if f.get("index", int) != i:
+                raise ConfigInvalid(f"{path}: members[{i}].index: members must be listed in index order")
+            members.append(
+                MemberInfo(
+                    index=i,
+                    name=f.get("name", str, f"member{i}"),
+                    signing_pubkey=f.hex("signing_pubkey", 33),
+                    identity_pubkey=f.hex("identity_pubkey", 32),
+                    p2p=f.address("p2p"),
+                    api=f.get("api", str, ""),
+                )
+            )
+        chain = _Fields(path, top.get("chain", dict), "chain.")
+        fed = cls(
+            members=tuple(members),
+            threshold=top.int_range("threshold", 1, len(members)),
+            genesis_time=chain.int_range("genesis_time", 0, 2**32 - 1),
+            block_interval=chain.get("block_interval", float, 60.0),
+            round_timeout=chain.get("round_timeout", float, 10.0),
+            initial_free_coins=chain.int_range("initial_free_coins", 0, 21_000_000 * 100_000_000, 0),
+            initial_free_coins_script=chain.hex("initial_free_coins_script", default=""),
+        )
+        try:
+            params = fed.federation_params()
+        except (ValueError, ConsensusError) as e:
+            raise ConfigInvalid(f"{path}: members: {e}") from None
+        if "signblockscript" in data and top.hex("signblockscript") != params.challenge:
+            raise ConfigInvalid(f"{path}: signblockscript does not match the members' keys and threshold")
+        if "chain_id" in data and top.hex("chain_id", 32) != fed.chain_id:
+            raise ConfigInvalid(f"{path}: chain_id does not match the file's consensus fields")
+        if fed.block_interval <= 0 or fed.round_timeout <= 0:
+            raise ConfigInvalid(f"{path}: chain: block_interval and round_timeout must be positive")
+        return fed
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class MemberKeys:
+    signing_key: PrivateKey
+    identity: SigningKey
+
+    def __repr__(self) -> str:  # never print key material
+        return f"MemberKeys(signing_pubkey={self.signing_key.public_key.format().hex()})"
+
+    @classmethod
+    def generate(cls) -> "MemberKeys":
+        return cls(PrivateKey(os.urandom(32)), SigningKey(os.urandom(32)))
+
+    def save(self, path: Path) -> None:
+        data = {"signing_key": self.signing_key.secret.hex(), "identity_seed": bytes(self.identity).hex()}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+        os.chmod(path, 0o600)
+
+    @classmethod
+    def load(cls, path: Path) -> "MemberKeys":
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            raise ConfigFileMissing(f"{path}: no such file") from None
+        if mode & 0o077:
+            raise KeyFileExposed(f"{path}: mode {mode:o} lets other users read private keys; chmod 600 it")
+        f = _Fields(path, _read_json(path))
+        try:
+            signing = PrivateKey(f.hex("signing_key", 32))
+        except ValueError:
+            raise ConfigInvalid(f"{path}: signing_key: not a valid secp256k1 secret") from None
+        return cls(signing, SigningKey(f.hex("identity_seed", 32)))
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    path: Path
+    member: int
+    federation_file: Path
+    keys_file: Path
+    data_dir: Path
+    database_url: str | None
+    p2p_listen: tuple[str, int]
+    api_listen: tuple[str, int]
+    log_level: str
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'chain.sqlite'}"
+
+    @classmethod
+    def load(cls, path: Path) -> "MemberConfig":
+        f = _Fields(path, _read_json(path))
+        base = path.parent
+
+        def rel(p: str) -> Path:
+            return (base / p).resolve()
+
+        level = f.get("log_level", str, "info")
+        if level not in ("debug", "info", "warning", "error"):
+            raise ConfigInvalid(f"{path}: log_level: one of debug, info, warning, error")
+        url = f.get("database_url", (str, type(None)), None)  # type: ignore[arg-type]
+        return cls(
+            path=path,
+            member=f.int_range("member", 0, 14),
+            federation_file=rel(f.get("federation", str)),
+            keys_file=rel(f.get("keys", str)),
+            data_dir=rel(f.get("data_dir", str, ".")),
+            database_url=url,
+            p2p_listen=f.address("p2p_listen"),
+            api_listen=f.address("api_listen"),
+            log_level=level,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        base = self.path.parent.resolve()
+        return {
+            "member": self.member,
+            "federation": os.path.relpath(self.federation_file, base),
+            "keys": os.path.relpath(self.keys_file, base),
+            "data_dir": os.path.relpath(self.data_dir, base),
+            "database_url": self.database_url,
+            "p2p_listen": f"{self.p2p_listen[0]}:{self.p2p_listen[1]}",
+            "api_listen": f"{self.api_listen[0]}:{self.api_listen[1]}",
+            "log_level": self.log_level,
+        }
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.to_json(), indent=2) + "\n")

@@ -1,0 +1,520 @@
+"""One federation member's process: the asyncio runtime around the pure
+consensus state machine.
+
+    transport ──bytes──▶ parse ──▶ event queue ──▶ RoundRobinSigner.step()
+    ticker ─────Tick───▶                              │ effects, in order
+                                                      ▼
+             send / persist (durable first) / commit / catch up / log
+
+A single consumer task owns the chain state, the machine and the mempool:
+it takes one event, steps the machine, and carries out the effects in
+order before taking the next. Persisting the sign-lock is awaited (committed
+and synced by the storage layer) before the signature that follows it is
+handed to the transport, so a signature never leaves the process ahead of
+its lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensus.block import Block
+from consensus.chainstate import BlockUndo, ChainState
+from consensus.errors import ConsensusError, ParseError, ValidationError
+from consensus.hashes import sha256d
+from consensus.header import BlockHeader, sign_block_hash, solution_signers
+from consensus.messages import BlockSignature, CommittedBlock, Message, serialize_message
+from consensus.roundrobin import (
+    Broadcast,
+    CatchUp,
+    ChainAdvanced,
+    Commit,
+    Effect,
+    Event,
+    Misbehaviour,
+    PersistPrecommit,
+    PersistSignLock,
+    PrecommitLock,
+    Received,
+    Rejected,
+    RequestTemplate,
+    RoundRobinSigner,
+    SendCommitted,
+    SendTo,
+    SignLock,
+    TemplateReady,
+    Tick,
+    Timing,
+)
+from consensus.transaction import Transaction
+
+from .config import Federation, MemberConfig, MemberKeys
+from .errors import CorruptDatabase, FunctionaryError
+from .log import event
+from .mempool import Mempool, MempoolEntry, MempoolError
+from .storage import Storage
+from .sync import MAX_BLOCKS_PER_RESPONSE, Blocks, GetBlocks, TxRelay, parse_wire
+from .transport import PeerInfo, PeerNetwork
+
+TICK_SECONDS = 0.1
+CATCH_UP_BATCH_BYTES = 4 * 1024 * 1024
+
+
+class RefuseToSign(FunctionaryError):
+    """The member's state cannot be trusted; it will not sign."""
+
+
+class KeySigner:
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    def sign(self, block_hash: bytes) -> bytes:
+        return sign_block_hash(self._key, block_hash)
+
+
+@dataclass(frozen=True)
+class _SyncBlocks:
+    peer: int
+    raw_blocks: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class _SubmitTx:
+    tx: Transaction
+    relay: bool
+    future: asyncio.Future[MempoolEntry] | None
+
+
+@dataclass
+class NodeStats:
+    started_at: float = field(default_factory=time.time)
+    commits: int = 0
+    rejected: int = 0
+    misbehaviour: int = 0
+    signatures_sent: int = 0
+    last_commit_at: float = 0.0
+    signed_by_member: dict[int, int] = field(default_factory=dict)
+
+
+def open_chain(storage: Storage, federation: Federation, logger: logging.Logger) -> ChainState:
+    """Rebuild the chain state by replaying every stored block with full
+    validation (signatures included). Anything that does not replay is a
+    corrupt database: the member refuses to sign."""
+    chain = ChainState(federation.chain_params())
+    tip = storage.tip()
+    if tip is None:
+        return chain
+    height = 1
+    far_future = 2**32 - 1
+    while height <= tip[0]:
+        batch = storage.blocks_from(height, 500)
+        if not batch:
+            raise CorruptDatabase([f"block {height} missing below tip {tip[0]}"])
+        for stored in batch:
+            try:
+                block = Block.parse(stored.raw)
+                if block.hash != stored.hash:
+                    raise CorruptDatabase([f"block {stored.height}: stored hash does not match its header"])
+                chain.connect_block(block, far_future, check_proof=True)
+            except ConsensusError as e:
+                raise CorruptDatabase([f"block {stored.height} does not replay: {e.code}: {e}"]) from None
+            height = stored.height + 1
+    event(logger, "chain_loaded", height=chain.tip_height, hash=chain.tip_hash[::-1].hex())
+    return chain
+
+
+class FunctionaryNode:
+    def __init__(
+        self,
+        config: MemberConfig,
+        federation: Federation,
+        keys: MemberKeys,
+        logger: logging.Logger,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        me = federation.members[config.member]
+        if me.signing_pubkey != keys.signing_key.public_key.format():
+            raise RefuseToSign(f"keys file's signing key is not member {config.member}'s in the federation file")
+        if me.identity_pubkey != bytes(keys.identity.verify_key):
+            raise RefuseToSign(f"keys file's identity key is not member {config.member}'s in the federation file")
+        self.config = config
+        self.federation = federation
+        self.keys = keys
+        self.log = logger
+        self.clock = clock
+        self.member = config.member
+        self.stats = NodeStats()
+        self.storage: Storage
+        self.chain: ChainState
+        self.mempool: Mempool
+        self.machine: RoundRobinSigner
+        self.network: PeerNetwork
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._catching_up_from: int | None = None
+        self._stopped = asyncio.Event()
+        self.recent_commits: list[tuple[int, bytes, tuple[int, ...], float]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        fed = self.federation
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage = await asyncio.to_thread(Storage.open, self.config.resolved_database_url, fed.chain_id)
+        try:
+            await asyncio.to_thread(self.storage.verify_integrity, _header_hash, _header_prev)
+            self.chain = await asyncio.to_thread(open_chain, self.storage, fed, self.log)
+        except CorruptDatabase as e:
+            event(self.log, "refuse_to_sign", logging.ERROR, reason=e.code, detail=str(e))
+            raise RefuseToSign(f"{e.code}: {e}") from None
+        self.mempool = Mempool(self.chain)
+        for entry in await asyncio.to_thread(self.storage.mempool_list):
+            with contextlib.suppress(MempoolError, ParseError):
+                self.mempool.add(Transaction.parse(entry.raw), entry.received_at)
+        sign_lock, precommit_lock = await asyncio.to_thread(self._load_locks)
+        self.machine = RoundRobinSigner(
+            self.chain,
+            self.member,
+            KeySigner(self.keys.signing_key),
+            Timing(block_interval=fed.block_interval, round_timeout=fed.round_timeout),
+            self.clock(),
+            sign_lock=sign_lock,
+            precommit_lock=precommit_lock,
+        )
+        peers = {m.index: PeerInfo(m.index, m.identity_pubkey, m.p2p[0], m.p2p[1]) for m in fed.members}
+        self.network = PeerNetwork(
+            self.member,
+            self.keys.identity,
+            peers,
+            self.config.p2p_listen,
+            self._on_wire,
+            fed.chain_id,
+            self.log,
+            clock=self.clock,
+        )
+        await self.network.start()
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="consume"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+        ]
+        event(
+            self.log,
+            "started",
+            height=self.chain.tip_height,
+            p2p=f"{self.config.p2p_listen[0]}:{self.config.p2p_listen[1]}",
+            m=fed.threshold,
+            n=fed.n,
+        )
+
+    def _load_locks(self) -> tuple[SignLock | None, PrecommitLock | None]:
+        stored = self.storage.load_sign_lock()
+        sign_lock = None
+        if stored is not None:
+            try:
+                sign_lock = SignLock(stored.height, stored.polka_round, Block.parse(stored.raw_block))
+            except ParseError as e:
+                raise RefuseToSign(f"CorruptDatabase: stored sign-lock block does not parse: {e}") from None
+        pre = self.storage.load_precommit_lock()
+        precommit = PrecommitLock(pre.height, pre.round, pre.block_hash) if pre is not None else None
+        return sign_lock, precommit
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.network.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.storage.close)
+        self._stopped.set()
+        event(self.log, "stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- inputs -------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        while True:
+            await self._events.put(Tick(self.clock()))
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def _on_wire(self, peer: int, data: bytes) -> None:
+        try:
+            msg = parse_wire(data)
+        except ParseError as e:
+            self.stats.rejected += 1
+            event(self.log, "rejected", logging.WARNING, peer=peer, reason=e.code, detail=str(e))
+            return
+        if isinstance(msg, GetBlocks):
+            await self._serve_blocks(peer, msg)
+        elif isinstance(msg, Blocks):
+            await self._events.put(_SyncBlocks(peer, msg.raw_blocks))
+        elif isinstance(msg, TxRelay):
+            try:
+                tx = Transaction.parse(msg.raw_tx)
+            except ParseError:
+                return
+            await self._events.put(_SubmitTx(tx, relay=False, future=None))
+        else:
+            await self._events.put(Received(peer, msg, self.clock()))
+
+    async def submit_transaction(self, tx: Transaction) -> MempoolEntry:
+        """Add to the mempool (through the consumer, which owns it) and relay."""
+        fut: asyncio.Future[MempoolEntry] = asyncio.get_running_loop().create_future()
+        await self._events.put(_SubmitTx(tx, relay=True, future=fut))
+        return await fut
+
+    # -- the consumer ------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self._events.get()
+            if isinstance(item, _SyncBlocks):
+                await self._apply_synced(item)
+            elif isinstance(item, _SubmitTx):
+                await self._add_tx(item)
+            else:
+                ev: Event = item
+                await self._run(self.machine.step(ev))
+
+    async def _run(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            await self._execute(effect)
+
+    async def _execute(self, effect: Effect) -> None:
+        if isinstance(effect, Broadcast):
+            self._send_all(effect.message)
+        elif isinstance(effect, SendTo):
+            self.network.send(effect.member, serialize_message(effect.message))
+        elif isinstance(effect, PersistPrecommit):
+            pre = effect.lock
+            await asyncio.to_thread(self.storage.save_precommit_lock, pre.height, pre.round, pre.block_hash)
+        elif isinstance(effect, PersistSignLock):
+            sl = effect.lock
+            # Durable before the signature that follows it is sent.
+            await asyncio.to_thread(self.storage.save_sign_lock, sl.height, sl.polka_round, sl.block.serialize())
+            event(self.log, "sign_lock", height=sl.height, hash=sl.block_hash[::-1].hex(), round=sl.polka_round)
+        elif isinstance(effect, RequestTemplate):
+            block = self._template()
+            await self._events.put(TemplateReady(effect.height, effect.round, block, self.clock()))
+        elif isinstance(effect, Commit):
+            await self._persist_commit(effect.block, effect.undo, effect.signers)
+        elif isinstance(effect, SendCommitted):
+            stored = await asyncio.to_thread(self.storage.block_by_height, effect.height)
+            if stored is not None:
+                self.network.send(effect.member, bytes((CommittedBlock.TYPE,)) + stored.raw)
+        elif isinstance(effect, CatchUp):
+            self._request_blocks(effect.member)
+        elif isinstance(effect, Rejected):
+            self.stats.rejected += 1
+            event(
+                self.log,
+                "rejected",
+                logging.WARNING,
+                peer=effect.sender,
+                reason=effect.error.code,
+                detail=str(effect.error),
+            )
+        elif isinstance(effect, Misbehaviour):
+            self.stats.misbehaviour += 1
+            event(
+                self.log,
+                "misbehaviour",
+                logging.WARNING,
+                peer=effect.member,
+                reason=effect.error.code,
+                detail=str(effect.error),
+            )
+
+    def _send_all(self, msg: Message) -> None:
+        if isinstance(msg, BlockSignature):
+            self.stats.signatures_sent += 1
+            event(self.log, "signature_sent", height=msg.height, hash=msg.block_hash[::-1].hex(), round=msg.round)
+        self.network.broadcast(serialize_message(msg))
+
+    def _template(self) -> Block:
+        """A candidate from the mempool; transactions that no longer fit the
+        tip are dropped one by one until the candidate validates."""
+        now = self.clock()
+        time_ = self.machine.template_time(now)
+        txs = self.mempool.select()
+        while True:
+            block = self.chain.assemble_block(txs, time_)
+            try:
+                self.chain.check_block(block, int(now), check_proof=False)
+                return block
+            except ValidationError as e:
+                if not txs:
+                    raise
+                bad = self._first_invalid(txs)
+                event(self.log, "template_drop_tx", logging.WARNING, reason=e.code, txid=bad[::-1].hex())
+                txs = [t for t in txs if t.txid != bad]
+
+    def _first_invalid(self, txs: list[Transaction]) -> bytes:
+        for tx in txs:
+            try:
+                self.chain.validate_transaction(tx)
+            except ValidationError:
+                return tx.txid
+        return txs[-1].txid
+
+    async def _persist_commit(self, block: Block, undo: object, signers: tuple[int, ...]) -> None:
+        assert isinstance(undo, BlockUndo)
+        evicted = self.mempool.block_connected(block)
+        header = block.header
+        await asyncio.to_thread(
+            self.storage.commit_block,
+            header.height,
+            block.hash,
+            block.serialize(),
+            header.serialize(),
+            header.time,
+            signers,
+            list(block.txids),
+            [(op.txid, op.index) for op, _ in undo.spent],
+            [(op.txid, op.index, e.output.serialize(), e.height, e.is_coinbase) for op, e in undo.created],
+            evicted,
+        )
+        now = self.clock()
+        self.stats.commits += 1
+        self.stats.last_commit_at = now
+        for s in signers:
+            self.stats.signed_by_member[s] = self.stats.signed_by_member.get(s, 0) + 1
+        self.recent_commits.append((header.height, block.hash, signers, now))
+        del self.recent_commits[:-50]
+        event(
+            self.log,
+            "commit",
+            height=header.height,
+            hash=block.hash[::-1].hex(),
+            signers=",".join(map(str, signers)),
+            txs=len(block.transactions),
+        )
+
+    async def _add_tx(self, item: _SubmitTx) -> None:
+        try:
+            entry = self.mempool.add(item.tx, self.clock())
+        except MempoolError as e:
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(e)
+            return
+        await asyncio.to_thread(
+            self.storage.mempool_add, entry.txid, item.tx.serialize(), entry.fee, entry.weight, entry.received_at
+        )
+        if item.relay:
+            self.network.broadcast(TxRelay(item.tx.serialize()).serialize())
+        if item.future is not None and not item.future.done():
+            item.future.set_result(entry)
+
+    # -- catch-up ------------------------------------------------------------------------
+
+    def _request_blocks(self, peer: int) -> None:
+        if self._catching_up_from is not None:
+            return
+        self._catching_up_from = peer
+        event(self.log, "catch_up", peer=peer, from_height=self.chain.tip_height + 1)
+        self.network.send(peer, GetBlocks(self.chain.tip_height + 1, MAX_BLOCKS_PER_RESPONSE).serialize())
+
+    async def _serve_blocks(self, peer: int, req: GetBlocks) -> None:
+        limit = min(req.max_count, MAX_BLOCKS_PER_RESPONSE)
+        stored = await asyncio.to_thread(self.storage.blocks_from, req.from_height, limit)
+        raws: list[bytes] = []
+        size = 0
+        for b in stored:
+            if raws and size + len(b.raw) > CATCH_UP_BATCH_BYTES:
+                break
+            raws.append(b.raw)
+            size += len(b.raw)
+        self.network.send(peer, Blocks(tuple(raws)).serialize())
+
+    async def _apply_synced(self, item: _SyncBlocks) -> None:
+        if self._catching_up_from != item.peer:
+            return  # unsolicited
+        self._catching_up_from = None
+        advanced = 0
+        for raw in item.raw_blocks:
+            try:
+                block = Block.parse(raw)
+            except ParseError as e:
+                event(self.log, "rejected", logging.WARNING, peer=item.peer, reason=e.code, detail="catch-up block")
+                break
+            height = block.header.height
+            if height <= self.chain.tip_height:
+                continue
+            try:
+                undo = self.chain.connect_block(block, int(self.clock()), check_proof=True)
+                signers = tuple(solution_signers(self.federation.federation_params(), block.header))
+            except ValidationError as e:
+                event(
+                    self.log,
+                    "rejected",
+                    logging.WARNING,
+                    peer=item.peer,
+                    reason=e.code,
+                    detail=f"catch-up block {height}",
+                )
+                break
+            await self._persist_commit(block, undo, signers)
+            advanced += 1
+        if advanced:
+            await self._run(self.machine.step(ChainAdvanced(self.clock())))
+            if len(item.raw_blocks) == advanced:
+                # There may be more: keep asking the same peer.
+                self._request_blocks(item.peer)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "member": self.member,
+            "tip": {"height": self.chain.tip_height, "hash": self.chain.tip_hash[::-1].hex()},
+            "round": {"height": self.machine.height, "round": self.machine.round},
+            "peers_connected": sorted(self.network.connected_peers()),
+            "mempool": {"count": len(self.mempool), "weight": self.mempool.total_weight},
+            "last_blocks": [
+                {"height": h, "hash": bh[::-1].hex(), "signers": list(s), "committed_at": t}
+                for h, bh, s, t in reversed(self.recent_commits[-10:])
+            ],
+            "stats": {
+                "commits": self.stats.commits,
+                "rejected": self.stats.rejected,
+                "misbehaviour": self.stats.misbehaviour,
+                "signatures_sent": self.stats.signatures_sent,
+            },
+        }
+
+
+def _header_prefix(raw: bytes) -> BlockHeader:
+    from consensus.serialize import ByteReader
+
+    return BlockHeader.read(ByteReader(raw))
+
+
+def _header_hash(raw_header: bytes) -> bytes:
+    # An unparseable header must be reported as a problem, not raise: an
+    # empty value never equals a stored hash.
+    try:
+        return _header_prefix(raw_header).hash
+    except ParseError:
+        return b""
+
+
+def _header_prev(raw_header: bytes) -> bytes:
+    try:
+        return _header_prefix(raw_header).prev_hash
+    except ParseError:
+        return b""
+
+
+__all__ = ["FunctionaryNode", "RefuseToSign", "open_chain", "sha256d"]
