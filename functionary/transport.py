@@ -66,7 +66,8 @@ sealed     n+17    ChaCha20-Poly1305(kind[1] | payload[n]) with the
 ``kind`` 0 carries a message for ``on_message``; kind 1 is a keepalive sent
 when the writer has been quiet for ``keepalive_interval``. A receiver that
 hears nothing for ``idle_timeout`` closes the session (``PeerIdle``), which is
-how a blackholed link is noticed. A counter below the next expected one is
+how a blackholed link is noticed (a frame body gets longer, in proportion to
+its length, see ``read_frame``). A counter below the next expected one is
 ``ReplayedFrame``, above it ``FrameOutOfOrder`` (TCP does not reorder, so
 either means tampering); a bad tag is ``DecryptionFailed``. Directional keys
 mean a frame reflected back to its sender fails to decrypt.
@@ -130,6 +131,7 @@ from functionary.errors import (
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "MIN_BODY_RATE",
     "HANDSHAKE_LIMIT",
     "KIND_DATA",
     "KIND_PING",
@@ -150,6 +152,8 @@ PROTOCOL_TAG = b"LQFEDT01"
 """Names the protocol and its version; a future incompatible change bumps it."""
 
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
+MIN_BODY_RATE = 256 * 1024
+"""Bytes per second below which a frame body in transit counts as stalled."""
 HANDSHAKE_LIMIT = 512
 
 KIND_DATA = 0
@@ -368,15 +372,24 @@ class SecureChannel:
         return plain[0], plain[1:]
 
 
-async def read_frame(reader: asyncio.StreamReader, channel: SecureChannel) -> tuple[int, bytes]:
-    """Read one session frame; the length is checked before the body is read."""
-    prefix = await reader.readexactly(4)
+async def read_frame(
+    reader: asyncio.StreamReader, channel: SecureChannel, idle_timeout: float | None = None
+) -> tuple[int, bytes]:
+    """Read one session frame; the length is checked before the body is read.
+
+    With ``idle_timeout``, the length must arrive within it and the body
+    within it plus the time to move ``length`` bytes at ``MIN_BODY_RATE``
+    (so a big frame on a slow link is not mistaken for a dead one);
+    otherwise TimeoutError."""
+    async with asyncio.timeout(idle_timeout):
+        prefix = await reader.readexactly(4)
     (length,) = _LEN.unpack(prefix)
     if length > channel.max_wire_length:
         raise FrameTooLarge(f"length prefix {length} exceeds the limit of {channel.max_wire_length}")
     if length < _FRAME_OVERHEAD:
         raise MalformedFrame(f"length prefix {length} is shorter than a frame's overhead")
-    body = await reader.readexactly(length)
+    async with asyncio.timeout(None if idle_timeout is None else idle_timeout + length / MIN_BODY_RATE):
+        body = await reader.readexactly(length)
     return channel.open(prefix + body[:8], body[8:])
 
 
@@ -902,8 +915,7 @@ class PeerNetwork:
     async def _read_loop(self, p: _Peer, conn: _Conn) -> None:
         while True:
             try:
-                async with asyncio.timeout(self.idle_timeout):
-                    kind, payload = await read_frame(conn.reader, conn.channel)
+                kind, payload = await read_frame(conn.reader, conn.channel, self.idle_timeout)
             except TimeoutError:
                 raise PeerIdle(f"nothing from member {p.info.index} for {self.idle_timeout:g} s") from None
             self._stats["frames_received"] += 1

@@ -600,6 +600,11 @@ async def test_read_frame_checks_the_length_before_reading_the_body() -> None:
     reader.feed_data(struct.pack(">I", 5) + b"\x00" * 5)
     with pytest.raises(MalformedFrame):
         await read_frame(reader, ch)
+    # A body that stops arriving times out (the caller turns that into PeerIdle).
+    reader = asyncio.StreamReader()
+    reader.feed_data(struct.pack(">I", 60) + b"\x00" * 10)
+    with pytest.raises(TimeoutError):
+        await read_frame(reader, ch, idle_timeout=0.05)
 
 
 @run_async
