@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +307,9 @@ class MemberConfig:
     p2p_listen: tuple[str, int]
     api_listen: tuple[str, int]
     log_level: str
+    peer_addresses: dict[int, tuple[str, int]] = field(default_factory=dict)
+    """Where to dial a member, when not at the federation file's address
+    (a proxy, a NAT, a test's fault-injecting link)."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -324,6 +327,12 @@ class MemberConfig:
         if level not in ("debug", "info", "warning", "error"):
             raise ConfigInvalid(f"{path}: log_level: one of debug, info, warning, error")
         url = f.get("database_url", (str, type(None)), None)  # type: ignore[arg-type]
+        raw_peers = f.get("peers", dict, {})
+        peers: dict[int, tuple[str, int]] = {}
+        for key in raw_peers:
+            if not key.isdigit():
+                raise ConfigInvalid(f"{path}: peers: keys are member indices, got {key!r}")
+            peers[int(key)] = _Fields(path, raw_peers, "peers.").address(key)
         return cls(
             path=path,
             member=f.int_range("member", 0, 14),
@@ -334,6 +343,7 @@ class MemberConfig:
             p2p_listen=f.address("p2p_listen"),
             api_listen=f.address("api_listen"),
             log_level=level,
+            peer_addresses=peers,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -347,6 +357,7 @@ class MemberConfig:
             "p2p_listen": f"{self.p2p_listen[0]}:{self.p2p_listen[1]}",
             "api_listen": f"{self.api_listen[0]}:{self.api_listen[1]}",
             "log_level": self.log_level,
+            "peers": {str(i): f"{h}:{p}" for i, (h, p) in sorted(self.peer_addresses.items())},
         }
 
     def save(self) -> None:

@@ -188,7 +188,10 @@ class FunctionaryNode:
             sign_lock=sign_lock,
             precommit_lock=precommit_lock,
         )
-        peers = {m.index: PeerInfo(m.index, m.identity_pubkey, m.p2p[0], m.p2p[1]) for m in fed.members}
+        peers = {
+            m.index: PeerInfo(m.index, m.identity_pubkey, *self.config.peer_addresses.get(m.index, m.p2p))
+            for m in fed.members
+        }
         self.network = PeerNetwork(
             self.member,
             self.keys.identity,
