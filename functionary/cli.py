@@ -53,9 +53,13 @@ def init_federation(
     round_timeout: float = 10.0,
     free_coins: int = 0,
     database_url: str | None = None,
+    listen_host: str | None = None,
 ) -> Federation:
     """Write DIR/federation.json, DIR/memberI/{member.json,keys.json}, and,
-    with free coins, DIR/faucet.json (the key that owns them: test chains only)."""
+    with free coins, DIR/faucet.json (the key that owns them: test chains only).
+
+    ``host`` may contain ``{i}`` (e.g. ``member{i}`` for one container per
+    member); ``listen_host`` is what members bind (default: ``host``)."""
     if not 1 <= threshold <= members <= 15:
         raise ConfigError(f"need 1 <= threshold <= members <= 15, got {threshold} of {members}")
     out.mkdir(parents=True, exist_ok=True)
@@ -76,8 +80,8 @@ def init_federation(
                 name=f"member{i}",
                 signing_pubkey=k.signing_key.public_key.format(),
                 identity_pubkey=bytes(k.identity.verify_key),
-                p2p=(host, p2p_port + i),
-                api=f"http://{host}:{api_port + i}",
+                p2p=(host.format(i=i), p2p_port + i),
+                api=f"http://{host.format(i=i)}:{api_port + i}",
             )
             for i, k in enumerate(all_keys)
         ),
@@ -101,8 +105,8 @@ def init_federation(
             keys_file=(mdir / "keys.json").resolve(),
             data_dir=mdir.resolve(),
             database_url=database_url.format(member=i) if database_url else None,
-            p2p_listen=(host, p2p_port + i),
-            api_listen=(host, api_port + i),
+            p2p_listen=((listen_host or host).format(i=i), p2p_port + i),
+            api_listen=((listen_host or host).format(i=i), api_port + i),
             log_level="info",
         ).save()
     return fed
@@ -288,7 +292,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--members", type=int, required=True)
     i.add_argument("--threshold", type=int, required=True)
     i.add_argument("--out", required=True)
-    i.add_argument("--host", default="127.0.0.1")
+    i.add_argument("--host", default="127.0.0.1", help="members' address; may contain {i}, e.g. member{i}")
+    i.add_argument("--listen-host", default=None, help="address members bind (default: --host)")
+    i.add_argument("--keep-existing", action="store_true", help="do nothing if DIR/federation.json exists")
     i.add_argument("--p2p-port", type=int, default=7100)
     i.add_argument("--api-port", type=int, default=8000)
     i.add_argument("--block-interval", type=float, default=60.0)
@@ -313,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "init":
+            if args.keep_existing and (Path(args.out) / "federation.json").exists():
+                print(f"{args.out}/federation.json exists; keeping it")
+                return 0
             fed = init_federation(
                 Path(args.out),
                 args.members,
@@ -324,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 round_timeout=args.round_timeout,
                 free_coins=args.free_coins,
                 database_url=args.database_url,
+                listen_host=args.listen_host,
             )
             print(f"wrote a {fed.threshold}-of-{fed.n} federation to {args.out}")
             return 0

@@ -297,6 +297,39 @@ class MemberKeys:
 
 
 @dataclass(frozen=True)
+class MainchainRpc:
+    """How to reach this member's own bitcoind (used by the peg)."""
+
+    url: str
+    cookie_file: Path | None = None
+    user: str | None = None
+    password_file: Path | None = None
+    timeout: float = 30.0
+
+    @classmethod
+    def from_json(cls, path: Path, raw: dict[str, Any]) -> "MainchainRpc":
+        f = _Fields(path, raw, "mainchain_rpc.")
+        url = f.get("url", str)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigInvalid(f"{path}: mainchain_rpc.url: must be an http(s) URL")
+        cookie = f.get("cookie_file", str, "")
+        user = f.get("user", str, "")
+        password = f.get("password_file", str, "")
+        if not cookie and not (user and password):
+            raise ConfigInvalid(f"{path}: mainchain_rpc: give cookie_file, or user and password_file")
+        timeout = f.get("timeout", float, 30.0)
+        if timeout <= 0:
+            raise ConfigInvalid(f"{path}: mainchain_rpc.timeout: must be positive")
+        return cls(
+            url=url,
+            cookie_file=(path.parent / cookie).resolve() if cookie else None,
+            user=user or None,
+            password_file=(path.parent / password).resolve() if password else None,
+            timeout=timeout,
+        )
+
+
+@dataclass(frozen=True)
 class MemberConfig:
     path: Path
     member: int
@@ -310,6 +343,7 @@ class MemberConfig:
     peer_addresses: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Where to dial a member, when not at the federation file's address
     (a proxy, a NAT, a test's fault-injecting link)."""
+    mainchain_rpc: MainchainRpc | None = None
 
     @property
     def resolved_database_url(self) -> str:
@@ -344,6 +378,9 @@ class MemberConfig:
             api_listen=f.address("api_listen"),
             log_level=level,
             peer_addresses=peers,
+            mainchain_rpc=MainchainRpc.from_json(path, f.get("mainchain_rpc", dict))
+            if "mainchain_rpc" in f.data
+            else None,
         )
 
     def to_json(self) -> dict[str, Any]:
