@@ -33,8 +33,12 @@ Rules, in the order they are checked, and the error each raises:
                no issuance                           UnsupportedFeature
                inputs exist, unspent, mature         MissingInput, DoubleSpend, ImmatureSpend
                inputs == outputs (fee outputs incl.) ValuesUnbalanced
+               confidential: field forms, tally      ConfidentialError tree (consensus.ct)
                witnesses satisfy the spent scripts   ScriptVerifyError, BadTxSignature
     coinbase   pays at most the block's fees         BadCoinbase
+    proofs     every confidential output's range     BadRangeProof, BadSurjectionProof,
+               and surjection proof, the whole       ConfidentialValueOutOfRange
+               block in one parallel batch
 
 Amounts: every explicit value and every sum is within [0, MAX_MONEY]; the
 fee of a transaction is the sum of its explicit fee outputs (Elements).
@@ -48,9 +52,21 @@ count. With no fees that output is a zero-value OP_RETURN, since Elements
 refuses spendable zero-value outputs.
 
 Peg-ins and confidential outputs are delegated through two typed hooks,
-:class:`PegInVerifier` and :class:`ConfidentialVerifier`; the defaults
-reject both with UnsupportedFeature. Balance of explicit-only transactions
-stays here.
+:class:`PegInVerifier` and :class:`ConfidentialVerifier`. Peg-ins are
+rejected with UnsupportedFeature unless a verifier is given. Confidential
+transactions are accepted by default, as on Liquid:
+:class:`consensus.ct.ConfidentialTxVerifier` applies Elements' rules; pass
+:class:`RejectConfidential` to opt out. Balance of explicit-only
+transactions stays here.
+
+Proofs of a block are verified together. With a verifier that can defer
+(:class:`BatchConfidentialVerifier`, as the default is), each transaction's
+cheap confidential rules and its tally are checked in turn, and every
+output's range and surjection proof is collected and verified once, across
+cores, after the block's other rules have passed; the error reported is the
+lowest-index failing proof in block order, whatever the scheduling. A lone
+transaction (:meth:`ChainState.validate_transaction`) verifies its own
+outputs' proofs the same way before its signatures.
 
 Not enforced yet: BIP68 relative lock-times (sequence numbers), sigop
 counting (the accepted templates bound it: at most 16 keys per input).
@@ -61,9 +77,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .block import Block, witness_commitment_script
+from .ct import ConfidentialTxVerifier, ProofCheck
 from .errors import (
     BadChallenge,
     BadCoinbase,
@@ -175,6 +192,30 @@ class ConfidentialVerifier(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchConfidentialVerifier(ConfidentialVerifier, Protocol):
+    """A ConfidentialVerifier that can split an output's work in two, so that a
+    block's proofs are verified in one batch.
+
+    For each non-explicit output the chain state calls ``defer_output``
+    (cheap rules now, raising ConfidentialError or WrongAsset), then
+    ``verify_balance`` once per transaction, and ``verify_proofs`` once per
+    block (or once per lone transaction) over the deferred checks in block
+    order. ``verify_proofs`` must raise the error of the lowest-index
+    failing check, however it schedules the work."""
+
+    def defer_output(
+        self,
+        output: TxOut,
+        witness: TxOutWitness,
+        input_assets: Sequence[ConfidentialAsset],
+        *,
+        label: str = "output",
+    ) -> ProofCheck: ...
+
+    def verify_proofs(self, checks: Sequence[ProofCheck]) -> None: ...
+
+
 class RejectPegIns:
     """The default PegInVerifier: no peg is configured."""
 
@@ -183,8 +224,8 @@ class RejectPegIns:
 
 
 class RejectConfidential:
-    """The default ConfidentialVerifier: confidential transactions are not
-    accepted yet."""
+    """A ConfidentialVerifier that refuses every confidential transaction with
+    UnsupportedFeature: the explicit opt-out (the default accepts them)."""
 
     def verify_output(self, output: TxOut, witness: TxOutWitness, input_assets: Sequence[ConfidentialAsset]) -> None:
         raise UnsupportedFeature("confidential outputs are not accepted: no confidential verifier is configured")
@@ -323,7 +364,10 @@ class ChainState:
     ) -> None:
         self._params = params
         self._pegin: PegInVerifier = pegin_verifier or RejectPegIns()
-        self._ct: ConfidentialVerifier = confidential_verifier or RejectConfidential()
+        if confidential_verifier is None:
+            confidential_verifier = ConfidentialTxVerifier(params.policy_asset)
+        self._ct: ConfidentialVerifier = confidential_verifier
+        self._batch = confidential_verifier if isinstance(confidential_verifier, BatchConfidentialVerifier) else None
         self._utxos: dict[OutPoint, UtxoEntry] = {}
         self._txs: dict[bytes, int] = {}
         self._claims: set[OutPoint] = set()
@@ -413,8 +457,19 @@ class ChainState:
             raise DuplicateTransaction(f"{tx.txid_hex} is already in the chain")
         return self._check_tx(tx, view, height, self.median_time_past())
 
-    def _check_tx(self, tx: Transaction, view: UtxoView, height: int, lock_time_cutoff: int) -> int:
-        """Every transaction rule; spends nothing. Returns the fee."""
+    def _check_tx(
+        self,
+        tx: Transaction,
+        view: UtxoView,
+        height: int,
+        lock_time_cutoff: int,
+        proof_checks: list[ProofCheck] | None = None,
+    ) -> int:
+        """Every transaction rule; spends nothing. Returns the fee.
+
+        With ``proof_checks`` (a block being checked) and a batch verifier,
+        the outputs' proofs are appended there for the block's batch instead
+        of being verified here."""
         params = self._params
         inputs = tx.inputs
         outputs = tx.outputs
@@ -499,10 +554,24 @@ class ChainState:
 
         if confidential:
             input_assets = [s.asset for s in spent_outputs]
-            for i, out in enumerate(outputs):
-                if not out.is_explicit:
-                    self._ct.verify_output(out, tx.output_witnesses[i], input_assets)
-            self._ct.verify_balance(spent_outputs, outputs)
+            batch = self._batch
+            if batch is None:
+                for i, out in enumerate(outputs):
+                    if not out.is_explicit:
+                        self._ct.verify_output(out, tx.output_witnesses[i], input_assets)
+                self._ct.verify_balance(spent_outputs, outputs)
+            else:
+                txid_hex = tx.txid_hex
+                checks = [
+                    batch.defer_output(out, tx.output_witnesses[i], input_assets, label=f"tx {txid_hex} output {i}")
+                    for i, out in enumerate(outputs)
+                    if not out.is_explicit
+                ]
+                batch.verify_balance(spent_outputs, outputs)
+                if proof_checks is None:
+                    batch.verify_proofs(checks)
+                else:
+                    proof_checks.extend(checks)
         elif value_in > MAX_MONEY:
             raise ValueOutOfRange("inputs total more than MAX_MONEY")
         elif value_in != value_out:
@@ -613,11 +682,12 @@ class ChainState:
         view = self._view()
         fees = 0
         cutoff = mtp  # BIP113: time locks compare against the previous block's MTP
+        proof_checks: list[ProofCheck] = []
         for tx in txs[1:]:
             txid = tx.txid
             if view.has_tx(txid):
                 raise DuplicateTransaction(f"{tx.txid_hex} is already in the chain")
-            fees += self._check_tx(tx, view, height, cutoff)
+            fees += self._check_tx(tx, view, height, cutoff, proof_checks)
             _apply(view, tx, height, False)
         if fees > MAX_MONEY:
             raise ValueOutOfRange("block fees exceed MAX_MONEY")
@@ -627,6 +697,10 @@ class ChainState:
         if view.has_tx(coinbase.txid):
             raise DuplicateTransaction("coinbase txid is already in the chain")
         _apply(view, coinbase, height, True)
+        # Proofs last, all at once: they are the most expensive part and
+        # parallelize across the whole block.
+        if proof_checks and self._batch is not None:
+            self._batch.verify_proofs(proof_checks)
         return view, fees
 
     def _check_coinbase_shape(self, coinbase: Transaction, height: int) -> None:

@@ -24,7 +24,10 @@ code.
         │   ├── BadFeeOutput, UnsupportedFeature
         │   ├── PegInError (filled in by the peg)
         │   │   └── PegInAlreadyClaimed
-        │   ├── ConfidentialError (filled in by confidential/)
+        │   ├── ConfidentialError (consensus.ct, over confidential/)
+        │   │   ├── BadCommitment, BadRangeProof, BadSurjectionProof
+        │   │   ├── ConfidentialUnbalanced      also a ValuesUnbalanced
+        │   │   └── ConfidentialValueOutOfRange also a ValueOutOfRange
         │   └── DuplicateTransaction, NonFinalTransaction
         └── SigningError                  the round-robin state machine
             ├── UnknownMember, NotProposer, WrongRound, WrongHeight
@@ -264,3 +267,36 @@ class SignedTwoBlocks(SigningError):
 
 class InvalidProposal(SigningError):
     """A proposal whose block does not validate against the chain."""
+
+
+# --- Confidential transactions (consensus.ct) --------------------------------
+
+
+class BadCommitment(ConfidentialError):
+    """A value commitment or asset generator that is not a point of its kind
+    (wrong prefix, x not on the curve), or a null asset or value where a
+    confidential output needs one."""
+
+
+class BadRangeProof(ConfidentialError):
+    """A committed value's range proof that is missing, malformed, or does not
+    verify against that output's commitment, asset generator and scriptPubKey
+    (a proof moved from another output lands here); or a range proof on an
+    explicit value."""
+
+
+class BadSurjectionProof(ConfidentialError):
+    """A committed asset's surjection proof that is missing, malformed, or does
+    not show the asset among the transaction's inputs' assets; or a surjection
+    proof on an explicit asset."""
+
+
+class ConfidentialUnbalanced(ConfidentialError, ValuesUnbalanced):
+    """Commitments of inputs (with peg-ins) do not tally with the outputs'
+    (with the explicit fee). Also a ValuesUnbalanced, as for explicit ones."""
+
+
+class ConfidentialValueOutOfRange(ConfidentialError, ValueOutOfRange):
+    """A spendable confidential output that may be worth zero (its range proof
+    allows 0, or its explicit value is 0), or an explicit amount outside
+    0..MAX_MONEY in a confidential transaction. Also a ValueOutOfRange."""

@@ -16,7 +16,7 @@ from coincurve import PrivateKey
 
 from consensus import errors
 from consensus.block import Block
-from consensus.chainstate import COIN, MAX_MONEY, BlockUndo, ChainState, genesis_block
+from consensus.chainstate import COIN, MAX_MONEY, BlockUndo, ChainState, RejectConfidential, genesis_block
 from consensus.hashes import hash160, merkle_root
 from consensus.header import BlockHeader, BlockProof, build_solution, sign_block_hash
 from consensus.params import ChainParams, FederationParams
@@ -577,7 +577,7 @@ def test_issuance_is_unsupported():
         hx.chain.validate_transaction(tx)
 
 
-def test_pegins_and_confidential_outputs_are_unsupported_by_default():
+def test_pegins_unsupported_by_default_and_confidential_opt_out():
     hx = Harness()
     tx = Transaction(2, (TxIn(OutPoint(b"\x77" * 32, 0), b"", 0xFFFFFFFF, None, True),), (pay(1000, spk(BOB)),))
     with pytest.raises(errors.UnsupportedFeature, match="peg-in"):
@@ -586,8 +586,14 @@ def test_pegins_and_confidential_outputs_are_unsupported_by_default():
         ConfidentialAsset(b"\x0a" + b"\x01" * 32), ConfidentialValue(b"\x08" + b"\x02" * 32), NULL_NONCE, spk(BOB)
     )
     tx = spend(ALICE, hx.genesis_coin, FREE, [conf, fee(100)])
-    with pytest.raises(errors.UnsupportedFeature, match="confidential"):
+    # By default confidential outputs are verified (tests/test_ct_chain.py):
+    # this one has no proofs at all.
+    with pytest.raises(errors.BadSurjectionProof):
         hx.chain.validate_transaction(tx)
+    # RejectConfidential is the explicit opt-out.
+    opted_out = ChainState(hx.params, confidential_verifier=RejectConfidential())
+    with pytest.raises(errors.UnsupportedFeature, match="confidential"):
+        opted_out.validate_transaction(tx)
     # A proof on an explicit output is refused, not ignored.
     tx = Transaction(2, (TxIn(hx.genesis_coin),), (pay(FREE, spk(BOB)),), 0, (), (TxOutWitness(b"", b"\x01"),))
     tx = tx.with_witnesses((p2wpkh_witness(ALICE, tx, 0, FREE),))
