@@ -158,12 +158,18 @@ async def run_member(config_path: Path) -> int:
     api_task = asyncio.create_task(server.serve())
     event(logger, "api_listening", url=f"http://{config.api_listen[0]}:{config.api_listen[1]}")
     stop_task = asyncio.create_task(stop.wait())
-    await asyncio.wait({api_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    waiters: set[asyncio.Future[Any]] = {api_task, stop_task, node.failed}
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     with contextlib.suppress(Exception):
         await asyncio.wait_for(api_task, 5)
     stop_task.cancel()
     await node.stop()
+    if node.failed.done():
+        print(
+            f"functionary: member {config.member} stopped on a fatal error: {node.failed.result()!r}", file=sys.stderr
+        )
+        return 1
     return 0
 
 

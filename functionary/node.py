@@ -78,6 +78,9 @@ class KeySigner:
         return sign_block_hash(self._key, block_hash)
 
 
+_STOP = object()
+
+
 @dataclass(frozen=True)
 class _SyncBlocks:
     peer: int
@@ -108,8 +111,30 @@ def open_chain(storage: Storage, federation: Federation, logger: logging.Logger)
     corrupt database: the member refuses to sign."""
     chain = ChainState(federation.chain_params())
     tip = storage.tip()
+    genesis = chain.genesis
     if tip is None:
+        # A fresh database: store genesis (height 0) with the outputs it
+        # creates, so the first spend of them finds them.
+        created = [
+            (op.txid, op.index, e.output.serialize(), 0, e.is_coinbase)
+            for op, e in chain.utxos.items()
+            if e.height == 0
+        ]
+        storage.commit_block(
+            0,
+            genesis.hash,
+            genesis.serialize(),
+            genesis.header.serialize(),
+            genesis.header.time,
+            (),
+            list(genesis.txids),
+            [],
+            created,
+        )
         return chain
+    stored_genesis = storage.block_by_height(0)
+    if stored_genesis is None or stored_genesis.hash != genesis.hash:
+        raise CorruptDatabase(["the stored genesis block is not this federation's"])
     height = 1
     far_future = 2**32 - 1
     while height <= tip[0]:
@@ -160,6 +185,7 @@ class FunctionaryNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._catching_up_from: int | None = None
         self._stopped = asyncio.Event()
+        self.failed: asyncio.Future[BaseException] = asyncio.get_event_loop().create_future()
         self.recent_commits: list[tuple[int, bytes, tuple[int, ...], float]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -229,6 +255,16 @@ class FunctionaryNode:
         return sign_lock, precommit
 
     async def stop(self) -> None:
+        # Let the consumer finish the event in hand (a commit half-written
+        # would leave memory ahead of storage), then stop everything.
+        for t in self._tasks:
+            if t.get_name() == "ticker":
+                t.cancel()
+        consumer = next((t for t in self._tasks if t.get_name() == "consume"), None)
+        if consumer is not None and not consumer.done():
+            await self._events.put(_STOP)
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(consumer), 10)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -281,8 +317,22 @@ class FunctionaryNode:
     # -- the consumer ------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        try:
+            await self._consume_forever()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            # The in-memory state may now differ from storage: never limp on.
+            event(self.log, "fatal", logging.CRITICAL, reason=type(e).__name__, detail=str(e))
+            if not self.failed.done():
+                self.failed.set_result(e)
+            raise
+
+    async def _consume_forever(self) -> None:
         while True:
             item = await self._events.get()
+            if item is _STOP:
+                return
             if isinstance(item, _SyncBlocks):
                 await self._apply_synced(item)
             elif isinstance(item, _SubmitTx):
