@@ -193,8 +193,10 @@ class FunctionaryNode:
     async def start(self) -> None:
         fed = self.federation
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = await asyncio.to_thread(Storage.open, self.config.resolved_database_url, fed.chain_id)
         try:
+            # Opening can already find corruption (SQLite: "malformed"); it is
+            # a refusal to sign like any other, not a configuration error.
+            self.storage = await asyncio.to_thread(Storage.open, self.config.resolved_database_url, fed.chain_id)
             await asyncio.to_thread(self.storage.verify_integrity, _header_hash, _header_prev)
             self.chain = await asyncio.to_thread(open_chain, self.storage, fed, self.log)
         except CorruptDatabase as e:
