@@ -32,7 +32,7 @@ import pytest
 from consensus.header import BlockHeader, solution_signers
 from consensus.serialize import ByteReader
 from functionary.cli import init_federation
-from tests.federation import ProcessFederation
+from tests.federation import LogFollower, ProcessFederation
 from tests.pg import PgCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ def test_member_killed_while_signing_never_signs_twice_nor_loses_a_block(
             # signature leaving, or while the signatures gather.
             delay = rng.uniform(0.0, 0.008)
 
-            def sign_lock_seen() -> bool:
+            def sign_lock_seen(follower: LogFollower = follower) -> bool:
                 return any("event=sign_lock" in line for line in follower.poll())
 
             fed.wait_for(sign_lock_seen, 30, f"member {victim} to lock a block (kill {k + 1})", interval=0.002)
