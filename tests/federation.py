@@ -462,7 +462,9 @@ class ProcessFederation:
                 return next(iter(tips))[0] + 1  # truthy even at height 0
             return None
 
-        return self.wait_for(same_tip, timeout, f"members {who} to agree on one tip") - 1
+        found = self.wait_for(same_tip, timeout, f"members {who} to agree on one tip")
+        assert found is not None
+        return found - 1
 
     def assert_stalled(
         self, members: Iterable[int], *, window: float, settle: float = 2.0, timeout: float = 30.0
