@@ -55,8 +55,18 @@ Two stages, so that a block's proofs can be verified together:
 :meth:`ConfidentialTxVerifier.defer_output` applies the cheap rules at once
 (field forms, policy asset, zero values, which proofs must be present) and
 returns a :class:`ProofCheck`; :meth:`ConfidentialTxVerifier.verify_proofs`
-verifies a batch of them. The chain state defers every output of a block
-and verifies the whole batch at the end of the block.
+verifies a batch of them. The chain state defers every output of a block,
+checks each transaction's tally as it goes, and verifies the whole batch at
+the end of the block. So, as in Elements' VerifyAmounts run without a check
+queue, the tally comes before the proofs: a value commitment changed to
+another valid point is reported as ConfidentialUnbalanced, though its range
+proof fails too.
+
+The batch runs here rather than through :func:`confidential.verify_outputs_parallel`
+(which has the same lowest-index contract) for two reasons: the consensus
+error depends on which proof failed, and Elements' mixed outputs need a
+range proof alone or a surjection proof alone, which an ``OutputJob`` cannot
+express.
 
 Purity. No I/O, no clock. A batch is verified on a thread pool: that is
 computation only (ctypes releases the GIL around each libsecp256k1-zkp call,
