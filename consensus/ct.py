@@ -157,6 +157,13 @@ def _generator(asset: ConfidentialAsset, what: str) -> bytes:
     raise BadCommitment(f"{what}: null asset")
 
 
+@lru_cache(maxsize=16)
+def _input_generators(assets: tuple[ConfidentialAsset, ...]) -> tuple[bytes, ...]:
+    # Every output of a transaction is checked against the same inputs: parse
+    # them once per transaction, not once per output (n inputs x m outputs).
+    return tuple(_generator(a, f"input {k} asset") for k, a in enumerate(assets))
+
+
 def _commitment(value: ConfidentialValue, what: str) -> bytes:
     try:
         return confidential.parse_value_commitment(value.raw)
@@ -360,7 +367,10 @@ class ConfidentialTxVerifier:
             raise BadCommitment(f"{label}: null value")
         inputs: tuple[bytes, ...] = ()
         if surjection is not None:
-            inputs = tuple(_generator(a, f"{label}: input {k} asset") for k, a in enumerate(input_assets))
+            try:
+                inputs = _input_generators(tuple(input_assets))
+            except BadCommitment as exc:
+                raise BadCommitment(f"{label}: {exc}") from exc
         return ProofCheck(label, script, generator, commitment, witness.range_proof, surjection, inputs)
 
     def verify_proofs(self, checks: Sequence[ProofCheck]) -> None:

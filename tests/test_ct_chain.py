@@ -865,3 +865,34 @@ def test_confidential_transactions_parse_in_wallycore_with_the_same_txid() -> No
             assert bytes(wally.tx_get_output_value(wtx, i)) == out.value.raw
             assert bytes(wally.tx_get_output_rangeproof(wtx, i)) == t.output_witnesses[i].range_proof
             assert bytes(wally.tx_get_output_surjectionproof(wtx, i)) == t.output_witnesses[i].surjection_proof
+
+
+# --- The verifier on its own ---------------------------------------------------------------
+
+
+def test_verifier_protocol_methods_and_malformed_inputs(paid: tuple[World, Transaction, list[Coin]]) -> None:
+    _, tx, coins = paid
+    v = ConfidentialTxVerifier(ASSET, max_workers=2, cache=False)
+    assets = [c.output.asset for c in coins]
+    out, wit = tx.outputs[0], tx.output_witnesses[0]
+    # The per-output protocol method, as a chain state without batching calls it.
+    v.verify_output(out, wit, assets)
+    with pytest.raises(errors.BadRangeProof):
+        v.verify_output(out, tx.output_witnesses[1], assets)
+    v.verify_balance([c.output for c in coins], tx.outputs)
+    # Spent outputs whose asset is not a generator, or null.
+    x = next(bytes([i]) * 32 for i in range(256) if not _on_curve(bytes([i]) * 32))
+    for bad in (ConfidentialAsset(b"\x0a" + x), ConfidentialAsset(b"\x00")):
+        with pytest.raises(errors.BadCommitment, match="input 1 asset"):
+            v.defer_output(out, wit, [assets[0], bad], label="here")
+    # A null value in the tally, and an explicit zero input under a committed asset.
+    nulled = replace(coins[0].output, value=ConfidentialValue(b"\x00"))
+    with pytest.raises(errors.BadCommitment, match="input 0"):
+        v.verify_balance([nulled, coins[1].output], tx.outputs)
+    zero_in = replace(coins[0].output, value=ConfidentialValue.explicit(0))
+    with pytest.raises(errors.ConfidentialValueOutOfRange, match="input 0"):
+        v.verify_balance([zero_in, coins[1].output], tx.outputs)
+    with pytest.raises(ValueError):
+        ConfidentialTxVerifier(ASSET, max_workers=0)
+    with pytest.raises(ValueError):
+        verify_checks([], max_workers=0)
