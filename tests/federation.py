@@ -35,7 +35,8 @@ Teardown invariants (``check_invariants``), after pyln-testing:
 
 ``close()`` SIGKILLs every child it started and stops the proxies; the pytest
 fixture (``process_federation`` in tests/conftest.py) calls it even when the
-test failed.
+test failed. Should the test process itself die first, its members get
+SIGKILL from the kernel (``setpriv --pdeathsig``).
 
 Ports are drawn below the kernel's ephemeral range: a killed member's port
 stays reserved in its config, and a port inside the ephemeral range could be
@@ -49,6 +50,7 @@ import dataclasses
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -71,6 +73,11 @@ from tests.netproxy import ProxyThread
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 T = TypeVar("T")
+
+# A member outlives nothing: if the test process dies without its teardown
+# (SIGKILL, a hard timeout), the kernel kills the members too. setpriv execs,
+# so the member keeps the pid we hold.
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 _LOG_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 _UNESCAPE = re.compile(r"\\(.)")
@@ -286,7 +293,7 @@ class ProcessFederation:
             log.flush()
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             mem.proc = subprocess.Popen(
-                [sys.executable, "-m", "functionary", "run", "--config", str(mem.config_path)],
+                [*_DIE_WITH_PARENT, sys.executable, "-m", "functionary", "run", "--config", str(mem.config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
