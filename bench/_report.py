@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def emit(bench: str, metric: str, value: float, unit: str, **extra: object) -> None:

@@ -143,6 +143,20 @@ def sign_block_hash(key: PrivateKey, block_hash: bytes) -> bytes:
     return sig
 
 
+class KeySigner:
+    """A BlockSigner over a software key (an HSM would implement the same
+    one-method interface)."""
+
+    def __init__(self, key: PrivateKey) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:  # never show the key
+        return f"KeySigner({self._key.public_key.format().hex()})"
+
+    def sign(self, block_hash: bytes) -> bytes:
+        return sign_block_hash(self._key, block_hash)
+
+
 def check_member_signature(federation: FederationParams, signer: bytes, block_hash: bytes, sig: bytes) -> int:
     """A signature that names its signer (a signing-protocol message): the
     member's index, or UnknownSigner / BadBlockSignature."""

@@ -21,7 +21,7 @@ precommits led the sender to sign (its polka round).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .block import Block
 from .errors import ParseError
@@ -146,9 +146,9 @@ class CommittedBlock:
         return cls(Block.read(r))
 
 
-Message = Union[
-    Proposal, Precommit, BlockSignature, LockAnnouncement, Status, BlockRequest, BlockResponse, CommittedBlock
-]
+Message = (
+    Proposal | Precommit | BlockSignature | LockAnnouncement | Status | BlockRequest | BlockResponse | CommittedBlock
+)
 
 _TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls

@@ -39,7 +39,7 @@ and re-proposed until the block gathers m signatures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import Protocol
 
 from .block import Block
 from .errors import (
@@ -163,7 +163,7 @@ class ChainAdvanced:
     now: float
 
 
-Event = Union[Tick, Received, TemplateReady, ChainAdvanced]
+Event = Tick | Received | TemplateReady | ChainAdvanced
 
 
 # --- Effects -----------------------------------------------------------------------
@@ -243,18 +243,18 @@ class Misbehaviour:
     error: ConsensusError
 
 
-Effect = Union[
-    Broadcast,
-    SendTo,
-    PersistPrecommit,
-    PersistSignLock,
-    RequestTemplate,
-    Commit,
-    SendCommitted,
-    CatchUp,
-    Rejected,
-    Misbehaviour,
-]
+Effect = (
+    Broadcast
+    | SendTo
+    | PersistPrecommit
+    | PersistSignLock
+    | RequestTemplate
+    | Commit
+    | SendCommitted
+    | CatchUp
+    | Rejected
+    | Misbehaviour
+)
 
 
 # --- The machine -------------------------------------------------------------------
@@ -332,10 +332,9 @@ class RoundRobinSigner:
             self._on_message(event.sender, event.message, event.now, out)
         elif isinstance(event, TemplateReady):
             self._on_template(event, out)
-        elif isinstance(event, ChainAdvanced):
-            if self.chain.tip_height + 1 != self.h.height:
-                self.h = self._enter_height(event.now)
-                self._on_tick(event.now, out)
+        elif isinstance(event, ChainAdvanced) and self.chain.tip_height + 1 != self.h.height:
+            self.h = self._enter_height(event.now)
+            self._on_tick(event.now, out)
         return out
 
     # -- heights and rounds ------------------------------------------------------
@@ -539,7 +538,9 @@ class RoundRobinSigner:
         if prior is not None:
             if prior != pc.block_hash:
                 out.append(
-                    Misbehaviour(sender, ConflictingPrecommit(f"member {sender} precommitted two blocks in round {pc.round}"))
+                    Misbehaviour(
+                        sender, ConflictingPrecommit(f"member {sender} precommitted two blocks in round {pc.round}")
+                    )
                 )
             return
         votes[sender] = pc.block_hash

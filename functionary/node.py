@@ -28,7 +28,7 @@ from consensus.block import Block
 from consensus.chainstate import BlockUndo, ChainState
 from consensus.errors import ConsensusError, ParseError, ValidationError
 from consensus.hashes import sha256d
-from consensus.header import BlockHeader, sign_block_hash, solution_signers
+from consensus.header import BlockHeader, KeySigner, solution_signers
 from consensus.messages import BlockSignature, CommittedBlock, Message, serialize_message
 from consensus.roundrobin import (
     Broadcast,
@@ -54,7 +54,7 @@ from consensus.roundrobin import (
 )
 from consensus.transaction import Transaction
 
-from .config import Federation, MemberConfig, MemberKeys
+from .config import ConfigInvalid, Federation, MemberConfig, MemberKeys
 from .errors import CorruptDatabase, FunctionaryError
 from .log import event
 from .mempool import Mempool, MempoolEntry, MempoolError
@@ -68,14 +68,6 @@ CATCH_UP_BATCH_BYTES = 4 * 1024 * 1024
 
 class RefuseToSign(FunctionaryError):
     """The member's state cannot be trusted; it will not sign."""
-
-
-class KeySigner:
-    def __init__(self, key: Any) -> None:
-        self._key = key
-
-    def sign(self, block_hash: bytes) -> bytes:
-        return sign_block_hash(self._key, block_hash)
 
 
 _STOP = object()
@@ -164,11 +156,18 @@ class FunctionaryNode:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if not 0 <= config.member < federation.n:
+            raise ConfigInvalid(f"{config.path}: member {config.member} is not in a federation of {federation.n}")
         me = federation.members[config.member]
+        # A key file that is not this member's is a configuration mistake (exit 2).
         if me.signing_pubkey != keys.signing_key.public_key.format():
-            raise RefuseToSign(f"keys file's signing key is not member {config.member}'s in the federation file")
+            raise ConfigInvalid(
+                f"{config.keys_file}: signing key is not member {config.member}'s in the federation file"
+            )
         if me.identity_pubkey != bytes(keys.identity.verify_key):
-            raise RefuseToSign(f"keys file's identity key is not member {config.member}'s in the federation file")
+            raise ConfigInvalid(
+                f"{config.keys_file}: identity key is not member {config.member}'s in the federation file"
+            )
         self.config = config
         self.federation = federation
         self.keys = keys
@@ -206,7 +205,11 @@ class FunctionaryNode:
         for entry in await asyncio.to_thread(self.storage.mempool_list):
             with contextlib.suppress(MempoolError, ParseError):
                 self.mempool.add(Transaction.parse(entry.raw), entry.received_at)
-        sign_lock, precommit_lock = await asyncio.to_thread(self._load_locks)
+        try:
+            sign_lock, precommit_lock = await asyncio.to_thread(self._load_locks)
+        except RefuseToSign as e:
+            event(self.log, "refuse_to_sign", logging.ERROR, reason="CorruptDatabase", detail=str(e))
+            raise
         self.machine = RoundRobinSigner(
             self.chain,
             self.member,

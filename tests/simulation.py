@@ -23,14 +23,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from coincurve import PrivateKey
 
 from consensus.block import Block
 from consensus.chainstate import ChainState
-from consensus.header import sign_block_hash, verify_member_signature
+from consensus.header import KeySigner, sign_block_hash, verify_member_signature
 from consensus.messages import (
     BlockSignature,
     CommittedBlock,
@@ -73,14 +73,6 @@ def member_key(i: int) -> PrivateKey:
 def make_params(n: int, m: int) -> ChainParams:
     fed = FederationParams(tuple(member_key(i).public_key.format() for i in range(n)), m)
     return ChainParams(federation=fed, genesis_time=0)
-
-
-class KeySigner:
-    def __init__(self, key: PrivateKey) -> None:
-        self.key = key
-
-    def sign(self, block_hash: bytes) -> bytes:
-        return sign_block_hash(self.key, block_hash)
 
 
 @dataclass

@@ -87,7 +87,7 @@ def _split_attack(n: int, m: int, equivocators: int, seed: int = 0) -> Simulatio
     other; each group is connected to every equivocator. The proposer sends
     block A to one group and block B to the other, and every equivocator
     precommits and signs both."""
-    byz = [1] + [i for i in range(n) if i != 1][: equivocators - 1]
+    byz = [1, *[i for i in range(n) if i != 1][: equivocators - 1]]
     honest = [i for i in range(n) if i not in byz]
     half = len(honest) // 2
     g1, g2 = frozenset(honest[:half]), frozenset(honest[half:])
