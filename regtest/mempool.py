@@ -147,6 +147,15 @@ class Mempool:
         self.spenders: dict[OutPoint, bytes] = {}
         self.sequence = 0  # bumps on every change, for getrawmempool's mempool_sequence
 
+    def clone(self) -> Mempool:
+        """A scratch copy (for package tests) that shares the chain."""
+        other = Mempool(self.chain, self.params, self.full_rbf)
+        for txid, e in self.entries.items():
+            other.entries[txid] = Entry(e.tx, e.fee, e.time, e.height, set(e.parents), set(e.children))
+        other.by_wtxid = dict(self.by_wtxid)
+        other.spenders = dict(self.spenders)
+        return other
+
     # --- views ------------------------------------------------------------------------------
 
     def coin(self, op: OutPoint) -> Coin | None:

@@ -133,7 +133,8 @@ class Wallet:
             if owned is None or op in mempool.spenders:
                 continue
             confirmations = chain.height - coin.height + 1
-            if coin.coinbase and confirmations < maturity:
+            # Core's wallet waits one block more than consensus (GetBlocksToMaturity).
+            if coin.coinbase and confirmations < maturity + 1:
                 continue
             out.append(WalletCoin(op, coin, owned, confirmations, True))
         trusted = self._trusted_mempool(chain, mempool)
@@ -150,7 +151,7 @@ class Wallet:
         total = 0
         for coin in chain.utxo.values():
             mine = coin.coinbase and coin.out.script_pubkey in self.scripts
-            if mine and chain.height - coin.height + 1 < self.params.coinbase_maturity:
+            if mine and chain.height - coin.height + 1 < self.params.coinbase_maturity + 1:
                 total += coin.out.value
         return total
 
