@@ -28,9 +28,12 @@ Rules, in the order they are checked, and the error each raises:
                no outpoint twice in the tx           DuplicateInput
                locktime reached                      NonFinalTransaction
                outputs are templates                 NonStandardScript, BadFeeOutput
+               peg-outs (with a PegOutVerifier)      PegOutError tree (consensus.peg)
                explicit policy asset, in range,
                no spendable zero-value output        WrongAsset, ValueOutOfRange
                no issuance                           UnsupportedFeature
+               peg-ins unclaimed, then verified      PegInAlreadyClaimed, BadTxnsDoublePegin,
+                                                     PegInError tree (consensus.peg)
                inputs exist, unspent, mature         MissingInput, DoubleSpend, ImmatureSpend
                inputs == outputs (fee outputs incl.) ValuesUnbalanced
                confidential: field forms, tally      ConfidentialError tree (consensus.ct)
@@ -51,9 +54,15 @@ is a bare OP_RETURN). Either way the amount is on the chain for an audit to
 count. With no fees that output is a zero-value OP_RETURN, since Elements
 refuses spendable zero-value outputs.
 
-Peg-ins and confidential outputs are delegated through two typed hooks,
-:class:`PegInVerifier` and :class:`ConfidentialVerifier`. Peg-ins are
-rejected with UnsupportedFeature unless a verifier is given. Confidential
+Peg-ins, peg-outs and confidential outputs are delegated through typed
+hooks, :class:`PegInVerifier`, :class:`PegOutVerifier` and
+:class:`ConfidentialVerifier` (``consensus.peg`` implements the first two).
+Peg-ins are rejected with UnsupportedFeature unless a verifier is given;
+peg-out outputs are accepted by shape alone unless one is given. Claims are
+tracked here: a mainchain output claimed by an earlier block raises
+PegInAlreadyClaimed (pegin-already-claimed), by an earlier transaction of
+the same block BadTxnsDoublePegin (bad-txns-double-pegin), and twice in one
+transaction DuplicateInput (bad-txns-inputs-duplicate). Confidential
 transactions are accepted by default, as on Liquid:
 :class:`consensus.ct.ConfidentialTxVerifier` applies Elements' rules; pass
 :class:`RejectConfidential` to opt out. Balance of explicit-only
@@ -88,6 +97,7 @@ from .errors import (
     BadHeight,
     BadMerkleRoot,
     BadPrevHash,
+    BadTxnsDoublePegin,
     BadWitnessCommitment,
     BlockTooLarge,
     BlockWeightExceeded,
@@ -162,6 +172,14 @@ class PegInVerifier(Protocol):
     state, which owns the set of claims, not by the verifier."""
 
     def verify_pegin(self, tx: Transaction, index: int, height: int) -> TxOut: ...
+
+
+class PegOutVerifier(Protocol):
+    """Checks a peg-out output (an output :func:`classify_output` calls
+    PEGOUT): its parent genesis hash, destination and PAK proof. Raises
+    PegOutError. Without one, a peg-out is accepted by its shape alone."""
+
+    def verify_pegout(self, tx: Transaction, index: int) -> None: ...
 
 
 class ConfidentialVerifier(Protocol):
@@ -311,6 +329,15 @@ class UtxoView:
     def claim(self, op: OutPoint) -> None:
         self._claimed.append(op)
 
+    def is_claimed_before(self, op: OutPoint) -> bool:
+        """Claimed by a block already connected (not by this overlay)."""
+        return op in self._base_claims
+
+    def is_claimed_here(self, op: OutPoint) -> bool:
+        """Claimed by a transaction already checked in this overlay: an
+        earlier transaction of the same block."""
+        return op in self._claimed
+
 
 # --- Genesis -------------------------------------------------------------------
 
@@ -361,9 +388,11 @@ class ChainState:
         *,
         pegin_verifier: PegInVerifier | None = None,
         confidential_verifier: ConfidentialVerifier | None = None,
+        pegout_verifier: PegOutVerifier | None = None,
     ) -> None:
         self._params = params
         self._pegin: PegInVerifier = pegin_verifier or RejectPegIns()
+        self._pegout = pegout_verifier
         if confidential_verifier is None:
             confidential_verifier = ConfidentialTxVerifier(params.policy_asset)
         self._ct: ConfidentialVerifier = confidential_verifier
@@ -510,6 +539,8 @@ class ChainState:
                 if out.asset.is_null or out.value.is_null:
                     raise ValueOutOfRange(f"output {i} has a null asset or value")
                 confidential = True
+            if kind is OutputKind.PEGOUT and self._pegout is not None:
+                self._pegout.verify_pegout(tx, i)
         if value_out > MAX_MONEY:
             raise ValueOutOfRange("outputs total more than MAX_MONEY")
 
@@ -528,8 +559,12 @@ class ChainState:
             if op.is_null:
                 raise BadCoinbase(f"input {i} has the coinbase's null prevout")
             if txin.is_pegin:
-                if view.is_claimed(op) or op in pegins:
-                    raise PegInAlreadyClaimed(f"mainchain output {op} is already claimed")
+                if view.is_claimed_before(op):
+                    raise PegInAlreadyClaimed(f"pegin-already-claimed: mainchain output {op}")
+                if view.is_claimed_here(op):
+                    raise BadTxnsDoublePegin(f"bad-txns-double-pegin: mainchain output {op} claimed twice in a block")
+                if op in pegins:  # pragma: no cover - the duplicate-input rule refused it above
+                    raise DuplicateInput(f"bad-txns-inputs-duplicate: mainchain output {op} claimed twice in a tx")
                 spent = self._pegin.verify_pegin(tx, i, height)
                 pegins.append(op)
             else:

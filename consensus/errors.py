@@ -22,8 +22,18 @@ code.
         │   ├── NonStandardScript, BadTxSignature, ScriptVerifyError
         │   ├── ValueOutOfRange, ValuesUnbalanced, WrongAsset
         │   ├── BadFeeOutput, UnsupportedFeature
-        │   ├── PegInError (filled in by the peg)
-        │   │   └── PegInAlreadyClaimed
+        │   ├── PegInError (consensus.peg; Elements: pegin-no-witness)
+        │   │   ├── PegInAlreadyClaimed         pegin-already-claimed
+        │   │   │   └── BadTxnsDoublePegin      bad-txns-double-pegin
+        │   │   ├── BadPegInWitness, PegInWrongGenesis, PegInWrongAsset
+        │   │   ├── PegInBadProof, PegInTxNotInProof, PegInTxMismatch
+        │   │   ├── PegInValueMismatch, PegInValueTooLow
+        │   │   ├── PegInOutputMismatch
+        │   │   │   ├── ClaimScriptMismatch, NotPegInAddress
+        │   │   ├── PegInBlockNotInBestChain, PegInInsufficientDepth
+        │   ├── PegOutError (consensus.peg; Elements: invalid-pegout-proof, bad-pak-tx)
+        │   │   ├── WrongParentChain, BadPegOutDestination, BlindedPegOut
+        │   │   └── UnauthorizedPegOut
         │   ├── ConfidentialError (consensus.ct, over confidential/)
         │   │   ├── BadCommitment, BadRangeProof, BadSurjectionProof
         │   │   ├── ConfidentialUnbalanced      also a ValuesUnbalanced
@@ -221,9 +231,10 @@ class NonFinalTransaction(TransactionError):
 
 
 class PegInAlreadyClaimed(PegInError):
-    """A mainchain output claimed twice: in one transaction, in one block, or
-    again after an earlier claim (Elements: bad-txns-inputs-duplicate,
-    bad-txns-double-pegin, pegin-already-claimed)."""
+    """A mainchain output claimed again after an earlier block claimed it
+    (Elements: pegin-already-claimed). Two claims in one block raise the
+    subclass :class:`BadTxnsDoublePegin`; two in one transaction are a
+    :class:`DuplicateInput` (bad-txns-inputs-duplicate), as in Elements."""
 
 
 # --- Round-robin signing ----------------------------------------------------
@@ -300,3 +311,104 @@ class ConfidentialValueOutOfRange(ConfidentialError, ValueOutOfRange):
     """A spendable confidential output that may be worth zero (its range proof
     allows 0, or its explicit value is 0), or an explicit amount outside
     0..MAX_MONEY in a confidential transaction. Also a ValueOutOfRange."""
+
+
+# --- The peg (consensus.peg) --------------------------------------------------------
+#
+# Elements reports every peg-in witness failure as "pegin-no-witness" with a
+# detail string; each class below is one of those details, named after the
+# rule, and its message carries Elements' reason and detail.
+
+
+class BadTxnsDoublePegin(PegInAlreadyClaimed):
+    """Two transactions of one block claim the same mainchain output
+    (Elements: bad-txns-double-pegin)."""
+
+
+class BadPegInWitness(PegInError):
+    """A peg-in witness that is not six well-formed items: the value (8 bytes,
+    little-endian, within MAX_MONEY), asset and genesis hash (32 bytes each),
+    a claim script of at most 100 bytes, a parseable Bitcoin transaction."""
+
+
+class PegInWrongGenesis(PegInError):
+    """The witness names another parent chain (Parent genesis block mismatch)."""
+
+
+class PegInWrongAsset(PegInError):
+    """The witness claims an asset other than the pegged policy asset."""
+
+
+class PegInBadProof(PegInError):
+    """The txout proof does not parse, its partial merkle tree is malformed or
+    does not hash to its header's merkle root, it matches other than exactly
+    one transaction, or the header fails the parent's proof of work (Could not
+    extract block and tx from merkleblock / Parent proof of work is invalid)."""
+
+
+class PegInTxNotInProof(PegInError):
+    """The proof proves a transaction other than the one claimed (Merkle proof
+    and txid mismatch)."""
+
+
+class PegInTxMismatch(PegInError):
+    """The serialized mainchain transaction is not the claimed prevout's
+    transaction, or has no output at the claimed index (Peg-in tx is invalid)."""
+
+
+class PegInValueMismatch(PegInError):
+    """The witness's value is not the mainchain output's value."""
+
+
+class PegInValueTooLow(PegInError):
+    """The claimed mainchain output is worth less than the peg's minimum."""
+
+
+class PegInOutputMismatch(PegInError):
+    """The claimed mainchain output does not pay the peg-in address of the
+    witness's claim script: P2WSH of the fedpegscript tweaked by it."""
+
+
+class ClaimScriptMismatch(PegInOutputMismatch):
+    """The output pays a P2WSH, but not the one the claim script in the witness
+    derives: the peg-in address was made for another claim script."""
+
+
+class NotPegInAddress(PegInOutputMismatch):
+    """The output is no peg-in address at all: not a P2WSH, or the untweaked
+    fedpegscript's."""
+
+
+class PegInBlockNotInBestChain(PegInError):
+    """The proof's block is not in this member's best mainchain (unknown or
+    reorganized away)."""
+
+
+class PegInInsufficientDepth(PegInError):
+    """The proof's block has fewer confirmations than pegin_min_depth (Needs
+    more confirmations.)."""
+
+
+class PegOutError(TransactionError):
+    """Base for peg-out rejections (Elements: invalid-pegout-proof in the
+    mempool, bad-pak-tx in a block)."""
+
+
+class WrongParentChain(PegOutError):
+    """A peg-out naming a parent genesis hash other than the peg's."""
+
+
+class BadPegOutDestination(PegOutError):
+    """A peg-out destination that is not P2PKH, P2WPKH or P2SH-P2WPKH of the
+    peg-out's PAK pubkey (or, without PAK, not a payable standard script)."""
+
+
+class BlindedPegOut(PegOutError):
+    """A peg-out whose asset or amount is not explicit: the watchmen could
+    not see what to pay."""
+
+
+class UnauthorizedPegOut(PegOutError):
+    """A peg-out without a PAK pubkey and whitelist proof, with a malformed
+    one, or with a proof that does not verify against the peg's PAK list (an
+    exchange not in the list)."""
