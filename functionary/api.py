@@ -8,6 +8,9 @@ is JSON ``{"code": ..., "message": ...}`` with a 4xx status.
     GET  /blocks/tip/hash          text
     GET  /block-height/:height     text (block hash)
     GET  /block/:hash/header       hex of the full header, proof included
+    GET  /block/:hash/raw          the raw block (binary)
+    GET  /block/:hash/txids        JSON list of txids
+    GET  /tx/:txid/hex             the raw transaction, hex
     POST /tx                       raw transaction hex -> txid text
     GET  /status                   JSON: tip, round, peers, last blocks and signers
 """
@@ -19,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from consensus.block import Block
 from consensus.errors import ParseError
 from consensus.header import BlockHeader
 from consensus.serialize import ByteReader
@@ -102,6 +106,39 @@ def create_app(node: FunctionaryNode) -> FastAPI:
             raise ApiError(404, "BlockNotFound", f"no block {block_hash}")
         # Stored headers are parsed once more so only well-formed ones leave.
         return BlockHeader.read(ByteReader(stored.header)).serialize().hex()
+
+    async def _stored_block(block_hash: str) -> bytes:
+        bh = _parse_hash(block_hash)
+        if bh == node.chain.genesis.hash:
+            return node.chain.genesis.serialize()
+        stored = await asyncio.to_thread(node.storage.block_by_hash, bh)
+        if stored is None:
+            raise ApiError(404, "BlockNotFound", f"no block {block_hash}")
+        return stored.raw
+
+    @app.get("/block/{block_hash}/raw")
+    async def block_raw(block_hash: str) -> Response:
+        return Response(await _stored_block(block_hash), media_type="application/octet-stream")
+
+    @app.get("/block/{block_hash}/txids")
+    async def block_txids(block_hash: str) -> list[str]:
+        block = Block.parse(await _stored_block(block_hash))
+        return [t[::-1].hex() for t in block.txids]
+
+    @app.get("/tx/{txid}/hex", response_class=PlainTextResponse)
+    async def tx_hex(txid: str) -> str:
+        t = _parse_hash(txid)
+        entry = next((e for e in node.mempool.entries() if e.txid == t), None)
+        if entry is not None:
+            return entry.tx.serialize().hex()
+        loc = await asyncio.to_thread(node.storage.tx_location, t)
+        if loc is None:
+            raise ApiError(404, "TxNotFound", f"no transaction {txid}")
+        height, pos = loc
+        stored = await asyncio.to_thread(node.storage.block_by_height, height)
+        if stored is None:
+            raise ApiError(404, "TxNotFound", f"no transaction {txid}")
+        return Block.parse(stored.raw).transactions[pos].serialize().hex()
 
     @app.post("/tx", response_class=PlainTextResponse)
     async def post_tx(request: Request) -> str:

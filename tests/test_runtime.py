@@ -223,5 +223,15 @@ def test_api_answers_esplora_shapes_and_refuses_bad_input_with_4xx(tmp_path):
             assert r.status_code == 200 and r.text == tx.txid[::-1].hex()
             r = await c.post("/tx", content=tx.serialize().hex())
             assert r.status_code == 409
+            assert (await c.get(f"/tx/{tx.txid[::-1].hex()}/hex")).text == tx.serialize().hex()
+            assert (await c.get(f"/tx/{'11' * 32}/hex")).status_code == 404
+            from consensus.block import Block
+
+            raw = (await c.get(f"/block/{h1}/raw")).content
+            block = Block.parse(raw)
+            assert block.hash_hex == h1
+            assert (await c.get(f"/block/{h1}/txids")).json() == [t[::-1].hex() for t in block.txids]
+            await _wait(lambda: tx.txid not in node.mempool, 10, "the transaction to be mined")
+            assert (await c.get(f"/tx/{tx.txid[::-1].hex()}/hex")).text == tx.serialize().hex()
 
     run(tmp_path, body)
