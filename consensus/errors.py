@@ -29,8 +29,8 @@ code.
         │   │   ├── PegInBadProof, PegInTxNotInProof, PegInTxMismatch
         │   │   ├── PegInValueMismatch, PegInValueTooLow
         │   │   ├── PegInOutputMismatch
-        │   │   │   ├── ClaimScriptMismatch, NotPegInAddress
-        │   │   ├── PegInBlockNotInBestChain, PegInInsufficientDepth
+        │   │   │   └── ClaimScriptMismatch, NotPegInAddress
+        │   │   └── PegInBlockNotInBestChain, PegInInsufficientDepth
         │   ├── PegOutError (consensus.peg; Elements: invalid-pegout-proof, bad-pak-tx)
         │   │   ├── WrongParentChain, BadPegOutDestination, BlindedPegOut
         │   │   └── UnauthorizedPegOut
