@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     auth = Auth(f"{args.rpcuser}:{args.rpcpassword}") if args.rpcpassword else Auth.cookie(datadir)
     stop = threading.Event()
     try:
-        server = serve(node, args.rpcport, auth, stop)
+        server = serve(node, args.rpcport, auth)
     except OSError as e:
         auth.remove_cookie()
         print(f"regtest: cannot bind 127.0.0.1:{args.rpcport}: {e}", file=sys.stderr)

@@ -237,9 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, dumps(reply_obj).encode())
 
 
-def serve(node: Node, port: int, auth: Auth, stop_event: threading.Event) -> RpcServer:
+def serve(node: Node, port: int, auth: Auth) -> RpcServer:
     """Start serving on a background thread; the caller loads the node meanwhile."""
     server = RpcServer(port, node, auth)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server
