@@ -747,3 +747,52 @@ def test_claimed_coins_need_the_claim_scripts_signature() -> None:
     view.heights.update(other.view.heights)
     both = claim_tx([dep.prevout, other.prevout], [dep.stack(), other.stack()], [dep.value, other.value])
     assert side.chain.validate_transaction(both) == 1_000
+
+
+# --- The mainchain formats against independent implementations ---------------------------
+
+
+def test_bitcoin_formats_match_python_bitcoinlib() -> None:
+    """txid, wtxid-free serialization and header hash as python-bitcoinlib
+    computes them (pure Python, no network parameters involved)."""
+    from bitcoin.core import CBlockHeader, CTransaction
+
+    v = load("elements_regtest_pegin.json")
+    raw = bytes.fromhex(str(v["mainchain_tx_with_witness"]))
+    theirs = CTransaction.deserialize(raw)
+    ours = BtcTransaction.parse(raw)
+    assert theirs.GetTxid() == ours.txid and theirs.serialize() == ours.serialize() == raw
+    assert theirs.serialize(params={"include_witness": False}) == ours.serialize_without_witness()
+    dep = deposit(GOOD)
+    assert CTransaction.deserialize(dep.tx.serialize()).GetTxid() == dep.tx.txid
+    header = CBlockHeader.deserialize(dep.header.serialize())
+    assert header.GetHash() == dep.header.hash and header.hashMerkleRoot == merkle_root(dep.txids)
+    proof = MerkleBlock.parse(bytes.fromhex(str(v["txout_proof"])))
+    assert CBlockHeader.deserialize(proof.header.serialize()).GetHash() == proof.header.hash
+
+
+def test_partial_merkle_trees_round_trip() -> None:
+    """Bitcoin Core's build and extract are inverse for every match set tried."""
+    import random
+
+    rnd = random.Random(0xB1737)
+    for n in [*range(1, 18), 31, 32, 33, 100, 255]:
+        txids = [sha256(n.to_bytes(4, "little") + i.to_bytes(4, "little")) for i in range(n)]
+        root = merkle_root(txids)
+        for _ in range(4):
+            match = [rnd.random() < 0.2 for _ in range(n)]
+            tree = PartialMerkleTree.build(txids, match)
+            found = tree.extract_matches()
+            assert found.root == root
+            assert found.matches == tuple((t, i) for i, t in enumerate(txids) if match[i])
+            # A second hash more than there should be, or an extra flag byte, is refused.
+            with pytest.raises(errors.ParseError):
+                PartialMerkleTree(n, (*tree.hashes, b"\x00" * 32), tree.flags).extract_matches()
+            with pytest.raises(errors.ParseError):
+                PartialMerkleTree(n, tree.hashes, tree.flags + b"\x00").extract_matches()
+    # CVE-2012-2459: a block whose last transaction is duplicated has the same
+    # root; a proof over the duplicated list is refused.
+    txids = [sha256(bytes([i])) for i in range(3)]
+    dup = PartialMerkleTree.build([*txids, txids[2]], [False, False, True, True])
+    with pytest.raises(errors.ParseError, match="identical"):
+        dup.extract_matches()
