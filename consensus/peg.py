@@ -75,6 +75,7 @@ Rules, in the order :class:`PegInRules` checks them:
     output pays P2WSH(contract(claim_script))         ClaimScriptMismatch, NotPegInAddress
     block in the member's best chain                  PegInBlockNotInBestChain
     depth >= pegin_min_depth (coinbase: >= 100 too)   PegInInsufficientDepth
+    proof's tx count = the block's (if the view knows) PegInBadProof
 
 Claims already made are the chain state's to track (``pegin-already-claimed``,
 ``bad-txns-double-pegin``); two claims in one transaction are a
@@ -98,7 +99,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import wallycore as wally
 from coincurve import PrivateKey, PublicKey
@@ -552,6 +553,17 @@ class MainchainView(Protocol):
         ...
 
 
+@runtime_checkable
+class MainchainTxCounts(Protocol):
+    """Optional for a :class:`MainchainView`: how many transactions a block
+    has. When the view offers it, a proof's transaction count must equal the
+    block's, as Elements' ``IsConfirmedBitcoinBlock(hash, depth, nTx)``
+    checks: a proof of a shallower tree could pass an inner node off as a
+    transaction (the 64-byte-transaction weakness, CVE-2017-12842)."""
+
+    def block_tx_count(self, block_hash: bytes) -> int | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PegInWitness:
     """A parsed peg-in witness stack (table in the module docstring)."""
@@ -621,6 +633,8 @@ class PegInClaim:
     tx_position: int
     """The transaction's index in its block; 0 is a coinbase."""
     required_depth: int
+    n_transactions: int
+    """The block's transaction count, as the proof states it."""
 
     def output(self, policy_asset: bytes) -> TxOut:
         """The output the claim spends on the sidechain (Elements'
@@ -707,7 +721,9 @@ class PegInRules:
         if position == 0:
             # Elements: a coinbase output is not claimable before it matures.
             required = max(required, COINBASE_MATURITY)
-        return PegInClaim(prevout, value, claim_script, proof.header.hash, position, required)
+        return PegInClaim(
+            prevout, value, claim_script, proof.header.hash, position, required, proof.tree.n_transactions
+        )
 
     def check_depth(self, claim: PegInClaim) -> int:
         """The proven block's depth in this member's best chain; raises unless
@@ -722,6 +738,15 @@ class PegInRules:
             raise PegInInsufficientDepth(
                 _reason(f"Needs more confirmations: {depth} of {claim.required_depth} (block at height {height}).")
             )
+        if isinstance(self._mainchain, MainchainTxCounts):
+            n_tx = self._mainchain.block_tx_count(claim.block_hash)
+            if n_tx is not None and n_tx != claim.n_transactions:
+                raise PegInBadProof(
+                    _reason(
+                        f"Needs more confirmations: the proof counts {claim.n_transactions} transactions, "
+                        f"the block has {n_tx}."
+                    )
+                )
         return depth
 
 
@@ -939,6 +964,7 @@ __all__ = [
     "LIQUID_CSV_DELAY",
     "MAX_CLAIM_SCRIPT_SIZE",
     "FedpegShape",
+    "MainchainTxCounts",
     "MainchainView",
     "PakEntry",
     "PakList",

@@ -680,6 +680,31 @@ def test_pegin_rejections(name: str) -> None:
         side.chain.validate_transaction(tx)
 
 
+class CountingMainchain(FakeMainchain):
+    """A view that also knows each block's transaction count (Elements asks
+    bitcoind for it)."""
+
+    def __init__(self, counts: dict[bytes, int]) -> None:
+        super().__init__()
+        self.counts = counts
+
+    def block_tx_count(self, block_hash: bytes) -> int | None:
+        return self.counts.get(block_hash)
+
+
+def test_proof_transaction_count_checked_when_the_view_knows_it() -> None:
+    dep = deposit(GOOD)
+    view = CountingMainchain({dep.header.hash: len(dep.txids)})
+    view.heights, view.tip = dep.view.heights, dep.view.tip
+    tx = claim_tx([dep.prevout], [dep.stack()], [dep.value])
+    PegInRules(PEG, view).verify_pegin(tx, 0, 1)
+    view.counts[dep.header.hash] += 1
+    with pytest.raises(errors.PegInBadProof, match="counts 5 transactions, the block has 6"):
+        PegInRules(PEG, view).verify_pegin(tx, 0, 1)
+    del view.counts[dep.header.hash]  # the view does not know: no check
+    PegInRules(PEG, view).verify_pegin(tx, 0, 1)
+
+
 def test_verify_pegin_on_a_plain_input_refused() -> None:
     dep = deposit(GOOD)
     tx = claim_tx([dep.prevout], [dep.stack()], [dep.value])
