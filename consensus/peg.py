@@ -89,6 +89,26 @@ And :class:`PegOutRules`, for each peg-out output of a transaction:
     PAK pubkey and proof present, list not empty      UnauthorizedPegOut
     destination P2PKH/P2WPKH/P2SH-P2WPKH of pubkey    BadPegOutDestination
     pubkey and proof parse, proof verifies            UnauthorizedPegOut
+
+Where this differs from Elements, on purpose:
+
+* Peg-ins pay native P2WSH. Liquid v1 pays P2SH-P2WSH (its fedpeg program is
+  P2SH); Elements pays P2WSH only for a P2WSH fedpeg program, and accepts
+  the previous fedpegscripts for a grace period after a dynafed change.
+  One fedpegscript here, no nesting.
+* The value item must be exactly 8 bytes (Elements reads 8 and ignores any
+  more); a minimum peg-in value exists (Elements has none).
+* The proof's transaction count is compared with the block's only when the
+  view offers :class:`MainchainTxCounts` (Elements always asks bitcoind).
+* A peg-out naming another parent genesis, or a blinded one, is refused
+  (Elements treats the first as a plain OP_RETURN burn and skips the PAK
+  check for a non-explicit asset); without PAK a peg-out must still pay a
+  standard script the watchmen can pay (Elements: anything).
+* The PAK list is a static parameter (Elements: coinbase commitments, then
+  dynafed's extension space). An empty list with PAK enforced refuses every
+  peg-out.
+* Only the two fedpegscript shapes above are built or parsed (Elements also
+  runs OP_TRUE and others).
 """
 
 from __future__ import annotations
@@ -136,6 +156,7 @@ from .mainchain import (
 )
 from .params import ChainParams, parse_pubkey
 from .script import (
+    OP_1,
     OP_1NEGATE,
     OP_16,
     OP_CHECKMULTISIG,
@@ -292,9 +313,9 @@ def _read_number(ops: list[tuple[int, bytes | None]], i: int) -> int:
     if data is None:
         if op == OP_1NEGATE:
             return -1
-        if not 0x51 <= op <= OP_16:
+        if not OP_1 <= op <= OP_16:
             raise ParseError(f"opcode 0x{op:02x} where a number belongs")
-        return op - 0x50
+        return op - OP_1 + 1
     if len(data) > 4:
         raise ParseError("script number longer than 4 bytes")
     if not data:
