@@ -537,10 +537,10 @@ class Chain:
                     connected.append(self.blocks[entry.hash])
                 except ValidationError as err:
                     failures.append((entry, err))
-                    self._mark_invalid(entry)
+                    self.mark_invalid(entry)
                     break
 
-    def _mark_invalid(self, entry: BlockEntry) -> None:
+    def mark_invalid(self, entry: BlockEntry) -> None:
         stack = [entry]
         while stack:
             e = stack.pop()
@@ -554,7 +554,7 @@ class Chain:
         while self.in_active_chain(entry):
             disconnected.append(self.disconnect_tip())
         entry.manually_invalid = True
-        self._mark_invalid(entry)
+        self.mark_invalid(entry)
         more, _, _ = self.activate_best_chain()
         disconnected.extend(more)
         return disconnected
@@ -575,9 +575,13 @@ class Chain:
 
     # --- mining ------------------------------------------------------------------------------------
 
-    def create_block(self, coinbase_script: bytes, txs: list[Transaction], fees: int, time: int) -> Block:
-        """A block template on the tip: BIP34 height, subsidy plus fees, witness commitment."""
-        height = self.height + 1
+    def create_block(
+        self, coinbase_script: bytes, txs: list[Transaction], fees: int, time: int, prev: BlockEntry | None = None
+    ) -> Block:
+        """A block template on ``prev`` (the tip by default): BIP34 height, subsidy
+        plus fees, witness commitment."""
+        prev = prev or self.tip
+        height = prev.height + 1
         coinbase_witness = (b"\x00" * 32,)
         coinbase = Transaction(
             version=2,
@@ -595,9 +599,8 @@ class Chain:
         )
         body[0] = coinbase
         root, _ = block_merkle_root(body)
-        header = BlockHeader(
-            BLOCK_VERSION, self.tip.hash, root, max(time, self.tip.mtp + 1), self.params.pow_limit_bits, 0
-        )
+        block_time = max(time, prev.mtp + 1)
+        header = BlockHeader(BLOCK_VERSION, prev.hash, root, block_time, self.params.pow_limit_bits, 0)
         return Block(header, tuple(body))
 
     def solve(self, block: Block, max_tries: int) -> Block | None:

@@ -77,17 +77,26 @@ class Node:
             store = Store(self.datadir, self.params.name)
             self.store = store
             count = 0
+            invalidated: list[BlockEntry] = []
             for data, invalid in store.blocks():
                 block = Block.from_bytes(data)
-                entry, _ = self.chain.add_block(block, now=None)  # stored blocks were timely when received
+                try:
+                    # Stored blocks were timely when received: no time-too-new check on replay.
+                    entry, _ = self.chain.add_block(block, now=None)
+                except ValidationError as err:
+                    log.warning("stored block %s refused on replay: %s", block.hash_hex, err)
+                    continue
                 if invalid:
-                    entry.manually_invalid = True
-                    self.chain._mark_invalid(entry)
+                    invalidated.append(entry)
                 count += 1
+            # Marked after every block is indexed, so that their descendants load too.
+            for entry in invalidated:
+                entry.manually_invalid = True
+                self.chain.mark_invalid(entry)
             self.warmup_status = "Verifying blocks…"
             _, _, failures = self.chain.activate_best_chain()
-            for entry, err in failures:
-                log.warning("stored block %s failed validation on replay: %s", entry.header.hash_hex, err)
+            for entry, failure in failures:
+                log.warning("stored block %s failed validation on replay: %s", entry.header.hash_hex, failure)
             self.warmup_status = "Loading wallet…"
             self.wallet = Wallet(store, self.params)
             restored = 0
