@@ -658,7 +658,8 @@ def _mempool_entry_json(node: Node, txid: bytes) -> dict[str, Any]:
         },
         "depends": sorted(hash_to_hex(p) for p in e.parents),
         "spentby": sorted(hash_to_hex(c) for c in e.children),
-        "bip125-replaceable": pool.full_rbf or signals_rbf(e.tx) or any(signals_rbf(pool.entries[a].tx) for a in anc),
+        # Core reports signalling (own or inherited), whatever -mempoolfullrbf says.
+        "bip125-replaceable": signals_rbf(e.tx) or any(signals_rbf(pool.entries[a].tx) for a in anc),
         "unbroadcast": False,
     }
 
