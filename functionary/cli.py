@@ -20,14 +20,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coincurve import PrivateKey
 
 from consensus.hashes import hash160
+from consensus.mainchain import REGTEST
+from consensus.peg import PakEntry, PegParams
 
-from .config import ConfigError, Federation, MemberConfig, MemberInfo, MemberKeys
+from .config import ConfigError, Federation, MemberConfig, MemberInfo, MemberKeys, PegSettings
 from .errors import FunctionaryError
 
 EXIT_USAGE = 2
@@ -54,6 +57,7 @@ def init_federation(
     free_coins: int = 0,
     database_url: str | None = None,
     listen_host: str | None = None,
+    peg: PegOptions | None = None,
 ) -> Federation:
     """Write DIR/federation.json, DIR/memberI/{member.json,keys.json}, and,
     with free coins, DIR/faucet.json (the key that owns them: test chains only).
@@ -73,7 +77,9 @@ def init_federation(
         fd = os.open(out / "faucet.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"key": faucet.secret.hex(), "script_pubkey": faucet_script.hex(), "amount": free_coins}, f)
+    peg_settings = _make_peg(out, all_keys, threshold, peg) if peg is not None else None
     fed = Federation(
+        peg=peg_settings,
         members=tuple(
             MemberInfo(
                 index=i,
@@ -110,6 +116,62 @@ def init_federation(
             log_level="info",
         ).save()
     return fed
+
+
+@dataclass(frozen=True)
+class PegOptions:
+    threshold: int | None = None
+    """Watchmen needed to move peg funds (default: the block threshold)."""
+    emergency_keys: int = 3
+    emergency_threshold: int = 2
+    csv_delay: int = 4032
+    pegin_min_depth: int = 102
+    exchanges: int = 1
+    payout_interval: int = 10
+
+
+def _save_secret(path: Path, data: dict[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def _make_peg(out: Path, keys: list[MemberKeys], block_threshold: int, opts: PegOptions) -> PegSettings:
+    """Watchman keys come from the members' key files; the emergency keys and
+    the exchanges' PAK keys are written to their own directories, to be
+    handed to whoever holds them (never to the members)."""
+    emergency = [PrivateKey(os.urandom(32)) for _ in range(opts.emergency_keys)]
+    (out / "emergency").mkdir(exist_ok=True)
+    os.chmod(out / "emergency", 0o700)
+    for i, k in enumerate(emergency):
+        _save_secret(out / "emergency" / f"emergency{i}.json", {"key": k.secret.hex()})
+    (out / "exchanges").mkdir(exist_ok=True)
+    os.chmod(out / "exchanges", 0o700)
+    pak: list[PakEntry] = []
+    names: list[str] = []
+    for i in range(opts.exchanges):
+        online, offline = PrivateKey(os.urandom(32)), PrivateKey(os.urandom(32))
+        names.append(f"exchange{i}")
+        pak.append(PakEntry(online.public_key.format(), offline.public_key.format()))
+        _save_secret(
+            out / "exchanges" / f"exchange{i}.json",
+            {"name": names[-1], "online_key": online.secret.hex(), "offline_pubkey": offline.public_key.format().hex()},
+        )
+        # The offline key stays offline: it only ever signs a PAK list change.
+        _save_secret(out / "exchanges" / f"exchange{i}.offline.json", {"offline_key": offline.secret.hex()})
+    watchmen = tuple(k.watchman_key.public_key.format() for k in keys if k.watchman_key is not None)
+    params = PegParams(
+        watchman_keys=watchmen,
+        peg_threshold=opts.threshold or block_threshold,
+        emergency_keys=tuple(k.public_key.format() for k in emergency),
+        emergency_threshold=opts.emergency_threshold if emergency else 0,
+        csv_delay=opts.csv_delay,
+        pegin_min_depth=opts.pegin_min_depth,
+        min_pegin_value=10_000,
+        parent=REGTEST,
+        pak=tuple(pak),
+    )
+    return PegSettings(params=params, pak_names=tuple(names), payout_interval=opts.payout_interval)
 
 
 # --- run ----------------------------------------------------------------------------------
@@ -307,6 +369,13 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--round-timeout", type=float, default=10.0)
     i.add_argument("--free-coins", type=int, default=0, help="test chains only: satoshis created in genesis")
     i.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://host/db{member}")
+    i.add_argument("--no-peg", action="store_true", help="a chain with no peg (no watchmen keys)")
+    i.add_argument("--peg-threshold", type=int, default=None, help="watchmen needed to move peg funds")
+    i.add_argument("--emergency-keys", type=int, default=3)
+    i.add_argument("--emergency-threshold", type=int, default=2)
+    i.add_argument("--csv-delay", type=int, default=4032, help="mainchain blocks before the emergency keys may spend")
+    i.add_argument("--pegin-min-depth", type=int, default=102)
+    i.add_argument("--exchanges", type=int, default=1, help="PAK entries (exchanges allowed to peg out)")
     r = sub.add_parser("run", help="run one member")
     r.add_argument("--config", required=True)
     d = sub.add_parser("devnet", help="the whole federation on this machine")
@@ -340,6 +409,16 @@ def main(argv: list[str] | None = None) -> int:
                 free_coins=args.free_coins,
                 database_url=args.database_url,
                 listen_host=args.listen_host,
+                peg=None
+                if args.no_peg
+                else PegOptions(
+                    threshold=args.peg_threshold,
+                    emergency_keys=args.emergency_keys,
+                    emergency_threshold=args.emergency_threshold,
+                    csv_delay=args.csv_delay,
+                    pegin_min_depth=args.pegin_min_depth,
+                    exchanges=args.exchanges,
+                ),
             )
             print(f"wrote a {fed.threshold}-of-{fed.n} federation to {args.out}")
             return 0

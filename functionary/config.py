@@ -39,7 +39,9 @@ from coincurve import PrivateKey
 from nacl.signing import SigningKey
 
 from consensus.errors import ConsensusError
+from consensus.mainchain import MAINNET, REGTEST, TESTNET
 from consensus.params import ChainParams, FederationParams
+from consensus.peg import PakEntry, PegParams
 from consensus.script import multisig_script
 
 from .errors import FunctionaryError
@@ -138,6 +140,92 @@ class MemberInfo:
     api: str
 
 
+NETWORKS = {"regtest": REGTEST, "testnet": TESTNET, "mainnet": MAINNET}
+
+
+@dataclass(frozen=True)
+class PegSettings:
+    """The peg's consensus parameters (the fedpegscript, PAK list, depths)
+    and the watchmen's operating rules (how often to pay, fee bounds)."""
+
+    params: PegParams
+    pak_names: tuple[str, ...] = ()
+    payout_interval: int = 10
+    """Sidechain blocks between payout proposals."""
+    min_feerate: int = 1
+    max_feerate: int = 500
+    """Bounds on the payout fee rate, satoshis per virtual byte."""
+    bump_after: int = 6
+    """Mainchain blocks a payout may stay unconfirmed before a fee bump."""
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "parent": p.parent.name,
+            "watchman_keys": [k.hex() for k in p.watchman_keys],
+            "threshold": p.peg_threshold,
+            "emergency_keys": [k.hex() for k in p.emergency_keys],
+            "emergency_threshold": p.emergency_threshold,
+            "csv_delay": p.csv_delay,
+            "pegin_min_depth": p.pegin_min_depth,
+            "min_pegin_value": p.min_pegin_value,
+            "pak": [
+                {"name": name, "online": e.online.hex(), "offline": e.offline.hex()}
+                for name, e in zip(self.pak_names, p.pak)
+            ],
+            "payout_interval": self.payout_interval,
+            "min_feerate": self.min_feerate,
+            "max_feerate": self.max_feerate,
+            "bump_after": self.bump_after,
+            "fedpegscript": p.fedpegscript.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, path: Path, raw: dict[str, Any]) -> "PegSettings":
+        f = _Fields(path, raw, "peg.")
+        parent = f.get("parent", str, "regtest")
+        if parent not in NETWORKS:
+            raise ConfigInvalid(f"{path}: peg.parent: one of {', '.join(NETWORKS)}")
+        pak_raw = f.get("pak", list, [])
+        names, entries = [], []
+        for i, item in enumerate(pak_raw):
+            if not isinstance(item, dict):
+                raise ConfigInvalid(f"{path}: peg.pak[{i}]: must be an object")
+            e = _Fields(path, item, f"peg.pak[{i}].")
+            names.append(e.get("name", str, f"exchange{i}"))
+            try:
+                entries.append(PakEntry(e.hex("online", 33), e.hex("offline", 33)))
+            except (ValueError, ConsensusError) as err:
+                raise ConfigInvalid(f"{path}: peg.pak[{i}]: {err}") from None
+        try:
+            params = PegParams(
+                watchman_keys=tuple(bytes.fromhex(k) for k in f.get("watchman_keys", list)),
+                peg_threshold=f.get("threshold", int),
+                emergency_keys=tuple(bytes.fromhex(k) for k in f.get("emergency_keys", list, [])),
+                emergency_threshold=f.get("emergency_threshold", int, 0),
+                csv_delay=f.get("csv_delay", int, 4032),
+                pegin_min_depth=f.get("pegin_min_depth", int, 102),
+                min_pegin_value=f.get("min_pegin_value", int, 10_000),
+                parent=NETWORKS[parent],
+                pak=tuple(entries),
+            )
+        except (ValueError, TypeError, ConsensusError) as err:
+            raise ConfigInvalid(f"{path}: peg: {err}") from None
+        if "fedpegscript" in raw and f.hex("fedpegscript") != params.fedpegscript:
+            raise ConfigInvalid(f"{path}: peg.fedpegscript does not match the peg's keys and thresholds")
+        settings = cls(
+            params=params,
+            pak_names=tuple(names),
+            payout_interval=f.int_range("payout_interval", 1, 10_000, 10),
+            min_feerate=f.int_range("min_feerate", 1, 100_000, 1),
+            max_feerate=f.int_range("max_feerate", 1, 100_000, 500),
+            bump_after=f.int_range("bump_after", 1, 10_000, 6),
+        )
+        if settings.min_feerate > settings.max_feerate:
+            raise ConfigInvalid(f"{path}: peg: min_feerate above max_feerate")
+        return settings
+
+
 @dataclass(frozen=True)
 class Federation:
     members: tuple[MemberInfo, ...]
@@ -147,6 +235,7 @@ class Federation:
     round_timeout: float
     initial_free_coins: int
     initial_free_coins_script: bytes
+    peg: PegSettings | None = None
 
     @property
     def n(self) -> int:
@@ -161,6 +250,7 @@ class Federation:
             genesis_time=self.genesis_time,
             initial_free_coins=self.initial_free_coins,
             initial_free_coins_script=self.initial_free_coins_script,
+            parent_genesis_hash=self.peg.params.parent_genesis_hash if self.peg else b"\x00" * 32,
         )
 
     @property
@@ -173,6 +263,7 @@ class Federation:
                 "genesis_time": self.genesis_time,
                 "initial_free_coins": self.initial_free_coins,
                 "initial_free_coins_script": self.initial_free_coins_script.hex(),
+                "peg": self.peg.to_json() if self.peg else None,
             },
             sort_keys=True,
         )
@@ -206,6 +297,7 @@ class Federation:
                 "offline_tolerance": fed.offline_tolerance,
                 "equivocation_tolerance": fed.equivocation_tolerance,
             },
+            **({"peg": self.peg.to_json()} if self.peg else {}),
             "chain_id": self.chain_id.hex(),
         }
 
@@ -244,6 +336,7 @@ class Federation:
             round_timeout=chain.get("round_timeout", float, 10.0),
             initial_free_coins=chain.int_range("initial_free_coins", 0, 21_000_000 * 100_000_000, 0),
             initial_free_coins_script=chain.hex("initial_free_coins_script", default=""),
+            peg=PegSettings.from_json(path, top.get("peg", dict)) if "peg" in data else None,
         )
         try:
             params = fed.federation_params()
@@ -253,6 +346,8 @@ class Federation:
             raise ConfigInvalid(f"{path}: signblockscript does not match the members' keys and threshold")
         if "chain_id" in data and top.hex("chain_id", 32) != fed.chain_id:
             raise ConfigInvalid(f"{path}: chain_id does not match the file's consensus fields")
+        if fed.peg is not None and len(fed.peg.params.watchman_keys) != fed.n:
+            raise ConfigInvalid(f"{path}: peg.watchman_keys: one per member ({fed.n}) expected")
         if fed.block_interval <= 0 or fed.round_timeout <= 0:
             raise ConfigInvalid(f"{path}: chain: block_interval and round_timeout must be positive")
         return fed
@@ -265,16 +360,20 @@ class Federation:
 class MemberKeys:
     signing_key: PrivateKey
     identity: SigningKey
+    watchman_key: PrivateKey | None = None
+    """The member's key in the fedpegscript (may differ from its block key)."""
 
     def __repr__(self) -> str:  # never print key material
         return f"MemberKeys(signing_pubkey={self.signing_key.public_key.format().hex()})"
 
     @classmethod
     def generate(cls) -> "MemberKeys":
-        return cls(PrivateKey(os.urandom(32)), SigningKey(os.urandom(32)))
+        return cls(PrivateKey(os.urandom(32)), SigningKey(os.urandom(32)), PrivateKey(os.urandom(32)))
 
     def save(self, path: Path) -> None:
         data = {"signing_key": self.signing_key.secret.hex(), "identity_seed": bytes(self.identity).hex()}
+        if self.watchman_key is not None:
+            data["watchman_key"] = self.watchman_key.secret.hex()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(data, indent=2) + "\n")
@@ -293,7 +392,13 @@ class MemberKeys:
             signing = PrivateKey(f.hex("signing_key", 32))
         except ValueError:
             raise ConfigInvalid(f"{path}: signing_key: not a valid secp256k1 secret") from None
-        return cls(signing, SigningKey(f.hex("identity_seed", 32)))
+        watchman = None
+        if "watchman_key" in f.data:
+            try:
+                watchman = PrivateKey(f.hex("watchman_key", 32))
+            except ValueError:
+                raise ConfigInvalid(f"{path}: watchman_key: not a valid secp256k1 secret") from None
+        return cls(signing, SigningKey(f.hex("identity_seed", 32)), watchman)
 
 
 @dataclass(frozen=True)
