@@ -53,6 +53,11 @@ Where it knowingly differs from Bitcoin Core:
 |             | 0.0002 BTC/kvB (as Core's functional tests set) |                                      |
 | storage     | SQLite; every start re-validates every block    | LevelDB UTXO set, block files        |
 | cookie      | ``<datadir>/.cookie``                           | ``<datadir>/regtest/.cookie``        |
+| script errors | a consensus failure names the consensus error | Core 28 named the first (policy)     |
+|             | (Core 29, #31097): "mandatory-script-verify-    | error: "(Signature must be zero for  |
+|             | flag-failed (Script evaluated without error     | failed CHECK(MULTI)SIG operation)";  |
+|             | but finished with a false/empty top stack       | Core 30 says "mempool-script-verify- |
+|             | element)" for a bad signature                   | flag-failed (...)"                   |
 | extras      | getblockchaininfo has "bits"/"target" and       | Core 29 fields                       |
 |             | testmempoolaccept "reject-details"              |                                      |
 | stop        | "Regtest stand-in stopping"                     | "Bitcoin Core stopping"              |

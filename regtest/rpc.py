@@ -140,8 +140,9 @@ _REQUIRED = object()
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # int, num, str, bool, arr, obj, amount, any, verbosity
+    kind: str  # int, num, str, bool, arr, obj, any
     default: Any = _REQUIRED
+    alias: str | None = None  # Core's "name|alias" (an older name still accepted)
 
 
 _JSON_TYPE = {
@@ -231,10 +232,12 @@ def dispatch(node: Node, method: str, params: Any, wallet_name: str | None = Non
     if params is None:
         params = []
     if isinstance(params, dict):
-        unknown = [k for k in params if k not in {p.name for p in m.params}]
+        known = {p.name for p in m.params} | {p.alias for p in m.params if p.alias}
+        unknown = [k for k in params if k not in known]
         if unknown:
             raise RpcError(RPC_INVALID_PARAMETER, f"Unknown named parameter {unknown[0]}")
-        values = [params.get(p.name, None) for p in m.params]
+        params = {next(p.name for p in m.params if k in (p.name, p.alias)): v for k, v in params.items()}
+        values = [params.get(p.name) for p in m.params]
         present = [p.name in params for p in m.params]
     else:
         if len(params) > len(m.params):
@@ -499,7 +502,7 @@ def _verbosity(v: Any, default: int) -> int:
     raise RpcError(RPC_TYPE_ERROR, f"JSON value of type {_json_type_name(v)} is not of expected type number")
 
 
-@rpc("getblock", Param("blockhash", "str"), Param("verbosity", "any", 1))
+@rpc("getblock", Param("blockhash", "str"), Param("verbosity", "any", 1, alias="verbose"))
 def getblock(node: Node, blockhash: str, verbosity: Any) -> Any:
     level = _verbosity(verbosity, 1)
     entry = lookup_block(node, blockhash)
@@ -707,7 +710,12 @@ def getmempoolinfo(node: Node) -> Any:
 # --- raw transactions ------------------------------------------------------------------------------
 
 
-@rpc("getrawtransaction", Param("txid", "str"), Param("verbosity", "any", 0), Param("blockhash", "str", None))
+@rpc(
+    "getrawtransaction",
+    Param("txid", "str"),
+    Param("verbosity", "any", 0, alias="verbose"),
+    Param("blockhash", "str", None),
+)
 def getrawtransaction(node: Node, txid: str, verbosity: Any, blockhash: str | None) -> Any:
     level = _verbosity(verbosity, 0)
     h = parse_hash(txid, "parameter 1")
