@@ -5,7 +5,8 @@ result shapes, error codes and messages, for the subset this project uses.
 |------------|-------------------------------------------------------------------------------------|
 | blockchain | getblockchaininfo getblockcount getbestblockhash getblockhash getblockheader        |
 |            | getblock getchaintips gettxout gettxoutproof verifytxoutproof invalidateblock       |
-|            | reconsiderblock getmempoolinfo getrawmempool getmempoolentry                        |
+|            | reconsiderblock getmempoolinfo getrawmempool getmempoolentry scantxoutset           |
+|            | (scantxoutset: addr() and raw() descriptors only)                                   |
 | rawtx      | getrawtransaction sendrawtransaction testmempoolaccept decoderawtransaction         |
 |            | decodescript                                                                        |
 | mining     | generatetoaddress generateblock submitblock estimatesmartfee                        |
@@ -49,7 +50,7 @@ from .primitives import (
     hex_to_hash,
     sha256,
 )
-from .script import TxoutType, is_unspendable, script_to_asm, solve, with_checksum
+from .script import TxoutType, descriptor_checksum, is_unspendable, script_to_asm, solve, with_checksum
 from .wallet import ADDRESS_TYPES, Wallet, WalletError
 
 # Core's RPC error codes (src/rpc/protocol.h).
@@ -1053,6 +1054,73 @@ def getnetworkinfo(node: Node) -> Any:
         "incrementalfee": Amount(node.params.incremental_relay_feerate),
         "localaddresses": [],
         "warnings": ["This is a regtest stand-in for Bitcoin Core, not Bitcoin Core."],
+    }
+
+
+def _scan_script(node: Node, item: Any) -> tuple[str, bytes]:
+    """A scan object's descriptor and script: ``addr(...)`` or ``raw(...)``, as a
+    string or ``{"desc": ...}``; a checksum, if given, must match."""
+    desc = item.get("desc") if isinstance(item, dict) else item
+    if not isinstance(desc, str):
+        raise RpcError(RPC_INVALID_PARAMETER, "Scan object needs to be either a string or an object")
+    body, _, checksum = desc.partition("#")
+    try:
+        if checksum and descriptor_checksum(body) != checksum:
+            raise RpcError(
+                RPC_INVALID_ADDRESS_OR_KEY, f"Provided checksum '{checksum}' does not match computed checksum"
+            )
+    except ValueError:
+        raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, f"Invalid descriptor: {desc}") from None
+    if body.startswith("addr(") and body.endswith(")"):
+        return with_checksum(body), parse_address(node, body[5:-1])
+    if body.startswith("raw(") and body.endswith(")"):
+        return with_checksum(body), parse_hex(body[4:-1], "raw script")
+    # Key and script descriptors (wpkh, sh, multi, ...) are not implemented here.
+    raise RpcError(RPC_INVALID_ADDRESS_OR_KEY, f"Only addr() and raw() descriptors are supported here: {desc}")
+
+
+@rpc("scantxoutset", Param("action", "str"), Param("scanobjects", "arr", None))
+def scantxoutset(node: Node, action: str, scanobjects: list[Any] | None) -> Any:
+    """The UTXO set paying given scripts (no wallet needed): how a watchman finds
+    the federation's outputs on a node it does not run a wallet on."""
+    if action == "status":
+        return None
+    if action == "abort":
+        return False
+    if action != "start":
+        raise RpcError(RPC_INVALID_PARAMETER, "Invalid action '" + action + "'")
+    if scanobjects is None:
+        raise RpcError(RPC_MISC_ERROR, "scanobjects argument is required for the start action")
+    wanted = dict(_scan_script(node, item) for item in scanobjects)
+    by_script = {script: desc for desc, script in wanted.items()}
+    chain = node.chain
+    unspents = []
+    total = 0
+    for op, coin in sorted(chain.utxo.items(), key=lambda kv: (kv[1].height, kv[0].txid, kv[0].n)):
+        desc = by_script.get(coin.out.script_pubkey)
+        if desc is None:
+            continue
+        total += coin.out.value
+        unspents.append(
+            {
+                "txid": hash_to_hex(op.txid),
+                "vout": op.n,
+                "scriptPubKey": coin.out.script_pubkey.hex(),
+                "desc": desc,
+                "amount": Amount(coin.out.value),
+                "coinbase": coin.coinbase,
+                "height": coin.height,
+                "blockhash": chain.active[coin.height].header.hash_hex,
+                "confirmations": chain.height - coin.height + 1,
+            }
+        )
+    return {
+        "success": True,
+        "txouts": len(chain.utxo),
+        "height": chain.height,
+        "bestblock": chain.tip.header.hash_hex,
+        "unspents": unspents,
+        "total_amount": Amount(total),
     }
 
 

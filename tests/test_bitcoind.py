@@ -665,6 +665,20 @@ def test_testmempoolaccept_shapes(funded: BitcoinRpc, coin: tuple[Utxo, Key]) ->
         funded.sendrawtransaction(good, Decimal("0.00000001"))
 
 
+def test_scantxoutset_finds_outputs_without_a_wallet(funded: BitcoinRpc) -> None:
+    rpc = funded
+    watched = multisig(1, [Key()])
+    utxo = fund(rpc, p2wsh(watched), 300_000)
+    desc = f"addr({address(p2wsh(watched))})"
+    result = rpc.call("scantxoutset", "start", [desc])
+    assert result["success"] is True and result["height"] == rpc.getblockcount()
+    [found] = result["unspents"]
+    assert (found["txid"], found["vout"], sats(found["amount"])) == (utxo.txid, utxo.vout, 300_000)
+    assert found["scriptPubKey"] == p2wsh(watched).hex() and sats(result["total_amount"]) == 300_000
+    raw = rpc.call("scantxoutset", "start", [{"desc": f"raw({p2wsh(watched).hex()})"}])
+    assert [u["txid"] for u in raw["unspents"]] == [utxo.txid]
+
+
 def test_estimatesmartfee_shape(funded: BitcoinRpc) -> None:
     result = funded.estimatesmartfee(6)
     assert "blocks" in result
