@@ -171,7 +171,7 @@ def prebuild_chain(fed: ProcessFederation, blocks: int) -> Path:
     cfg = fed.config(0)
     storage = Storage.open(cfg.resolved_database_url, federation.chain_id)
     try:
-        chain = open_chain(storage, federation, logging.getLogger("bench"))
+        chain, _ = open_chain(storage, federation, logging.getLogger("bench"))
         now = int(time.time())
         for h in range(1, blocks + 1):
             block = chain.assemble_block([], federation.genesis_time + h)

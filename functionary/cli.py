@@ -26,11 +26,12 @@ from typing import Any
 
 from coincurve import PrivateKey
 
+from consensus.errors import ConsensusError
 from consensus.hashes import hash160
 from consensus.mainchain import REGTEST
 from consensus.peg import PakEntry, PegParams
 
-from .config import ConfigError, Federation, MemberConfig, MemberInfo, MemberKeys, PegSettings
+from .config import ConfigError, Federation, MainchainRpc, MemberConfig, MemberInfo, MemberKeys, PegSettings
 from .errors import FunctionaryError
 
 EXIT_USAGE = 2
@@ -58,6 +59,7 @@ def init_federation(
     database_url: str | None = None,
     listen_host: str | None = None,
     peg: PegOptions | None = None,
+    mainchain_rpc: MainchainRpc | None = None,
 ) -> Federation:
     """Write DIR/federation.json, DIR/memberI/{member.json,keys.json}, and,
     with free coins, DIR/faucet.json (the key that owns them: test chains only).
@@ -114,6 +116,7 @@ def init_federation(
             p2p_listen=((listen_host or host).format(i=i), p2p_port + i),
             api_listen=((listen_host or host).format(i=i), api_port + i),
             log_level="info",
+            mainchain_rpc=mainchain_rpc,
         ).save()
     return fed
 
@@ -160,18 +163,37 @@ def _make_peg(out: Path, keys: list[MemberKeys], block_threshold: int, opts: Peg
         # The offline key stays offline: it only ever signs a PAK list change.
         _save_secret(out / "exchanges" / f"exchange{i}.offline.json", {"offline_key": offline.secret.hex()})
     watchmen = tuple(k.watchman_key.public_key.format() for k in keys if k.watchman_key is not None)
-    params = PegParams(
+    m = opts.threshold or block_threshold
+    k_emergency = opts.emergency_threshold
+    if emergency and k_emergency == m:
+        # OP_DEPTH tells the branches apart by how many signatures they carry.
+        k_emergency = m - 1 if m > 1 else min(m + 1, len(emergency))
+    try:
+        params = _peg_params(watchmen, m, emergency, k_emergency, opts, tuple(pak))
+    except (ValueError, ConsensusError) as e:
+        raise ConfigError(f"peg options: {e}") from None
+    return PegSettings(params=params, pak_names=tuple(names), payout_interval=opts.payout_interval)
+
+
+def _peg_params(
+    watchmen: tuple[bytes, ...],
+    m: int,
+    emergency: list[PrivateKey],
+    k: int,
+    opts: PegOptions,
+    pak: tuple[PakEntry, ...],
+) -> PegParams:
+    return PegParams(
         watchman_keys=watchmen,
-        peg_threshold=opts.threshold or block_threshold,
-        emergency_keys=tuple(k.public_key.format() for k in emergency),
-        emergency_threshold=opts.emergency_threshold if emergency else 0,
+        peg_threshold=m,
+        emergency_keys=tuple(e.public_key.format() for e in emergency),
+        emergency_threshold=k if emergency else 0,
         csv_delay=opts.csv_delay,
         pegin_min_depth=opts.pegin_min_depth,
         min_pegin_value=10_000,
         parent=REGTEST,
-        pak=tuple(pak),
+        pak=pak,
     )
-    return PegSettings(params=params, pak_names=tuple(names), payout_interval=opts.payout_interval)
 
 
 # --- run ----------------------------------------------------------------------------------
@@ -238,9 +260,46 @@ async def run_member(config_path: Path) -> int:
 # --- devnet -------------------------------------------------------------------------------
 
 
+def _start_mainchain(data: Path, port: int) -> tuple[subprocess.Popen[bytes], MainchainRpc, str]:
+    """The embedded regtest mainchain (a stand-in for bitcoind), with an
+    RPC password kept in a 0600 file the members read."""
+    chain_dir = data / "mainchain"
+    chain_dir.mkdir(parents=True, exist_ok=True)
+    password_file = chain_dir / "rpcpassword"
+    if not password_file.exists():
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(16).hex())
+    password = password_file.read_text().strip()
+    log = open(chain_dir / "regtest.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regtest", "--datadir", str(chain_dir), "--rpcport", str(port),
+         "--rpcuser", "devnet", "--rpcpassword", password],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    rpc = MainchainRpc(url=f"http://127.0.0.1:{port}", user="devnet", password_file=password_file, timeout=10.0)
+    return proc, rpc, password
+
+
 def devnet(args: argparse.Namespace) -> int:
+    from .bitcoind import BitcoinRpc, MainchainError
+
     data = Path(args.data).resolve()
     fed_file = data / "federation.json"
+    data.mkdir(parents=True, exist_ok=True)
+    chain_proc, chain_rpc, chain_password = _start_mainchain(data, args.mainchain_port)
+    mainchain = BitcoinRpc(chain_rpc.url, user="devnet", password=chain_password, timeout=10.0)
+    try:
+        mainchain.wait_ready(timeout=30)
+    except MainchainError as e:
+        chain_proc.kill()
+        print(f"devnet: the regtest mainchain did not start: {e}", file=sys.stderr)
+        return 1
+    miner = mainchain.getnewaddress()
+    if mainchain.getblockcount() < 101:
+        mainchain.generatetoaddress(101 - mainchain.getblockcount(), miner)
     if fed_file.exists():
         federation = Federation.load(fed_file)
         print(f"devnet: resuming the federation in {data} ({federation.threshold}-of-{federation.n})")
@@ -254,6 +313,8 @@ def devnet(args: argparse.Namespace) -> int:
             block_interval=args.block_interval,
             round_timeout=max(1.0, args.block_interval / 2),
             free_coins=21_000_000 * 100_000_000 // 1000,
+            peg=PegOptions(csv_delay=144, pegin_min_depth=args.pegin_min_depth, payout_interval=5),
+            mainchain_rpc=chain_rpc,
         )
         print(f"devnet: created a {args.threshold}-of-{args.members} federation in {data}")
     procs: list[subprocess.Popen[bytes]] = []
@@ -283,12 +344,21 @@ def devnet(args: argparse.Namespace) -> int:
             }
             for m, p in zip(federation.members, procs)
         ],
-        "mainchain": None,
+        "mainchain": {
+            "kind": "embedded regtest stand-in for bitcoind (python -m regtest)",
+            "rpc_url": chain_rpc.url,
+            "rpc_user": "devnet",
+            "rpc_password": chain_password,
+            "datadir": str(data / "mainchain"),
+            "pid": chain_proc.pid,
+            "block_interval": args.mainchain_block_interval,
+        },
     }
     (data / "devnet.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"devnet: {federation.n} members running; blocks every {federation.block_interval:g}s")
     for m in info["members"]:
         print(f"  member {m['index']}: api {m['api']}  pid {m['pid']}  log {m['log']}")
+    print(f"  mainchain: regtest RPC {chain_rpc.url} (user devnet, password in devnet.json)  pid {chain_proc.pid}")
     print(f"devnet: details in {data / 'devnet.json'}; Ctrl-C stops everything")
     stopping = False
 
@@ -302,9 +372,14 @@ def devnet(args: argparse.Namespace) -> int:
 
     last = -1
     url = federation.members[0].api
+    next_mainchain_block = time.time() + args.mainchain_block_interval
     try:
         while not stopping:
             time.sleep(0.5)
+            if args.mainchain_block_interval > 0 and time.time() >= next_mainchain_block:
+                next_mainchain_block += args.mainchain_block_interval
+                with contextlib.suppress(MainchainError):
+                    mainchain.generatetoaddress(1, miner)
             for i, p in enumerate(procs):
                 if p.poll() is not None and not stopping:
                     print(f"devnet: member {i} exited with status {p.returncode}; see its log")
@@ -317,11 +392,11 @@ def devnet(args: argparse.Namespace) -> int:
                         print(f"block {b['height']} {b['hash']} signed by {b['signers']}")
     finally:
         print("devnet: stopping")
-        for p in procs:
+        for p in [*procs, chain_proc]:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         deadline = time.time() + 10
-        for p in procs:
+        for p in [*procs, chain_proc]:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(max(0.1, deadline - time.time()))
             if p.poll() is None:
@@ -385,6 +460,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--data", default="devnet-data")
     d.add_argument("--api-port", type=int, default=8000)
     d.add_argument("--p2p-port", type=int, default=7100)
+    d.add_argument("--mainchain-port", type=int, default=18443)
+    d.add_argument("--mainchain-block-interval", type=float, default=10.0, help="seconds; 0 mines only on demand")
+    d.add_argument("--pegin-min-depth", type=int, default=2)
     s = sub.add_parser("status", help="what a member is doing")
     s.add_argument("--url", default="http://127.0.0.1:8000")
     return p

@@ -411,6 +411,16 @@ class MainchainRpc:
     password_file: Path | None = None
     timeout: float = 30.0
 
+    def to_json(self, base: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url, "timeout": self.timeout}
+        if self.cookie_file:
+            out["cookie_file"] = os.path.relpath(self.cookie_file, base)
+        if self.user:
+            out["user"] = self.user
+        if self.password_file:
+            out["password_file"] = os.path.relpath(self.password_file, base)
+        return out
+
     @classmethod
     def from_json(cls, path: Path, raw: dict[str, Any]) -> "MainchainRpc":
         f = _Fields(path, raw, "mainchain_rpc.")
@@ -500,6 +510,7 @@ class MemberConfig:
             "api_listen": f"{self.api_listen[0]}:{self.api_listen[1]}",
             "log_level": self.log_level,
             "peers": {str(i): f"{h}:{p}" for i, (h, p) in sorted(self.peer_addresses.items())},
+            **({"mainchain_rpc": self.mainchain_rpc.to_json(base)} if self.mainchain_rpc else {}),
         }
 
     def save(self) -> None:

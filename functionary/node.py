@@ -30,6 +30,7 @@ from consensus.errors import ConsensusError, ParseError, ValidationError
 from consensus.hashes import sha256d
 from consensus.header import BlockHeader, KeySigner, solution_signers
 from consensus.messages import BlockSignature, CommittedBlock, Message, serialize_message
+from consensus.peg import PegInRules, PegOutRules
 from consensus.roundrobin import (
     Broadcast,
     CatchUp,
@@ -54,15 +55,18 @@ from consensus.roundrobin import (
 )
 from consensus.transaction import Transaction
 
+from .bitcoind import AsyncBitcoinRpc
 from .config import ConfigInvalid, Federation, MemberConfig, MemberKeys
 from .errors import CorruptDatabase, FunctionaryError
 from .log import event
+from .mainchain_view import BitcoindView, MemberPegInVerifier, pegin_proof_blocks
 from .mempool import Mempool, MempoolEntry, MempoolError
 from .storage import Storage
 from .sync import MAX_BLOCKS_PER_RESPONSE, Blocks, GetBlocks, TxRelay, parse_wire
 from .transport import PeerInfo, PeerNetwork
 
 TICK_SECONDS = 0.1
+MAINCHAIN_POLL_SECONDS = 2.0
 CATCH_UP_BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -97,11 +101,48 @@ class NodeStats:
     signed_by_member: dict[int, int] = field(default_factory=dict)
 
 
-def open_chain(storage: Storage, federation: Federation, logger: logging.Logger) -> ChainState:
+def make_chain(federation: Federation, view: BitcoindView | None) -> tuple[ChainState, MemberPegInVerifier | None]:
+    """The chain state with this federation's peg rules (if it has a peg)."""
+    peg = federation.peg
+    if peg is None:
+        return ChainState(federation.chain_params()), None
+    # Without a bitcoind the view stays empty and every peg-in is refused:
+    # fail closed.
+    pegin = MemberPegInVerifier(PegInRules(peg.params, view or _NoMainchain()))
+    chain = ChainState(federation.chain_params(), pegin_verifier=pegin, pegout_verifier=PegOutRules(peg.params))
+    return chain, pegin
+
+
+class _NoMainchain:
+    def block_height(self, block_hash: bytes) -> int | None:
+        return None
+
+    def tip_height(self) -> int:
+        return -1
+
+
+def open_chain(
+    storage: Storage,
+    federation: Federation,
+    logger: logging.Logger,
+    view: BitcoindView | None = None,
+) -> tuple[ChainState, MemberPegInVerifier | None]:
     """Rebuild the chain state by replaying every stored block with full
-    validation (signatures included). Anything that does not replay is a
-    corrupt database: the member refuses to sign."""
-    chain = ChainState(federation.chain_params())
+    validation (signatures included; peg-in depth excepted, see
+    MemberPegInVerifier). Anything that does not replay is a corrupt
+    database: the member refuses to sign."""
+    chain, pegin = make_chain(federation, view)
+    if pegin is not None:
+        pegin.trusting = True
+    try:
+        _replay(storage, chain, logger)
+    finally:
+        if pegin is not None:
+            pegin.trusting = False
+    return chain, pegin
+
+
+def _replay(storage: Storage, chain: ChainState, logger: logging.Logger) -> None:
     tip = storage.tip()
     genesis = chain.genesis
     if tip is None:
@@ -123,7 +164,7 @@ def open_chain(storage: Storage, federation: Federation, logger: logging.Logger)
             [],
             created,
         )
-        return chain
+        return
     stored_genesis = storage.block_by_height(0)
     if stored_genesis is None or stored_genesis.hash != genesis.hash:
         raise CorruptDatabase(["the stored genesis block is not this federation's"])
@@ -143,7 +184,6 @@ def open_chain(storage: Storage, federation: Federation, logger: logging.Logger)
                 raise CorruptDatabase([f"block {stored.height} does not replay: {e.code}: {e}"]) from None
             height = stored.height + 1
     event(logger, "chain_loaded", height=chain.tip_height, hash=chain.tip_hash[::-1].hex())
-    return chain
 
 
 class FunctionaryNode:
@@ -186,6 +226,9 @@ class FunctionaryNode:
         self._stopped = asyncio.Event()
         self.failed: asyncio.Future[BaseException] = asyncio.get_event_loop().create_future()
         self.recent_commits: list[tuple[int, bytes, tuple[int, ...], float]] = []
+        self.mainchain_rpc: AsyncBitcoinRpc | None = None
+        self.mainchain: BitcoindView | None = None
+        self.pegin: MemberPegInVerifier | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -197,7 +240,13 @@ class FunctionaryNode:
             # a refusal to sign like any other, not a configuration error.
             self.storage = await asyncio.to_thread(Storage.open, self.config.resolved_database_url, fed.chain_id)
             await asyncio.to_thread(self.storage.verify_integrity, _header_hash, _header_prev)
-            self.chain = await asyncio.to_thread(open_chain, self.storage, fed, self.log)
+            if fed.peg is not None and self.config.mainchain_rpc is not None:
+                self.mainchain_rpc = AsyncBitcoinRpc.from_config(self.config.mainchain_rpc)
+                self.mainchain = BitcoindView(self.mainchain_rpc, self.log)
+                await self.mainchain.refresh()
+            elif fed.peg is not None:
+                event(self.log, "no_mainchain_rpc", logging.WARNING, detail="peg-ins will be refused")
+            self.chain, self.pegin = await asyncio.to_thread(open_chain, self.storage, fed, self.log, self.mainchain)
         except CorruptDatabase as e:
             event(self.log, "refuse_to_sign", logging.ERROR, reason=e.code, detail=str(e))
             raise RefuseToSign(f"{e.code}: {e}") from None
@@ -238,6 +287,8 @@ class FunctionaryNode:
             asyncio.create_task(self._consume(), name="consume"),
             asyncio.create_task(self._ticker(), name="ticker"),
         ]
+        if self.mainchain is not None:
+            self._tasks.append(asyncio.create_task(self._watch_mainchain(), name="mainchain"))
         event(
             self.log,
             "started",
@@ -280,6 +331,9 @@ class FunctionaryNode:
             await self.network.stop()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.storage.close)
+        if self.mainchain_rpc is not None:
+            with contextlib.suppress(Exception):
+                await self.mainchain_rpc.aclose()
         self._stopped.set()
         event(self.log, "stopped")
 
@@ -287,6 +341,12 @@ class FunctionaryNode:
         await self._stopped.wait()
 
     # -- inputs -------------------------------------------------------------------------
+
+    async def _watch_mainchain(self) -> None:
+        assert self.mainchain is not None
+        while True:
+            await self.mainchain.refresh()
+            await asyncio.sleep(MAINCHAIN_POLL_SECONDS)
 
     async def _ticker(self) -> None:
         while True:
@@ -309,13 +369,26 @@ class FunctionaryNode:
                 tx = Transaction.parse(msg.raw_tx)
             except ParseError:
                 return
+            await self._prefetch_pegins([tx])
             await self._events.put(_SubmitTx(tx, relay=False, future=None))
         else:
+            block = getattr(msg, "block", None)
+            if isinstance(block, Block):
+                await self._prefetch_pegins(block.transactions)
             await self._events.put(Received(peer, msg, self.clock()))
+
+    async def _prefetch_pegins(self, txs: Any) -> None:
+        """Learn, from our bitcoind, where the mainchain blocks named by
+        peg-in proofs are, before validation asks (it cannot wait on I/O)."""
+        if self.mainchain is not None:
+            hashes = pegin_proof_blocks(txs)
+            if hashes:
+                await self.mainchain.prefetch(hashes)
 
     async def submit_transaction(self, tx: Transaction) -> MempoolEntry:
         """Add to the mempool (through the consumer, which owns it) and relay."""
         fut: asyncio.Future[MempoolEntry] = asyncio.get_running_loop().create_future()
+        await self._prefetch_pegins([tx])
         await self._events.put(_SubmitTx(tx, relay=True, future=fut))
         return await fut
 
@@ -484,6 +557,16 @@ class FunctionaryNode:
         event(self.log, "catch_up", peer=peer, from_height=self.chain.tip_height + 1)
         self.network.send(peer, GetBlocks(self.chain.tip_height + 1, MAX_BLOCKS_PER_RESPONSE).serialize())
 
+    def _connect_final(self, block: Block) -> BlockUndo:
+        """Connect a block that is already final (m signatures, checked here)."""
+        if self.pegin is not None:
+            self.pegin.trusting = True
+        try:
+            return self.chain.connect_block(block, int(self.clock()), check_proof=True)
+        finally:
+            if self.pegin is not None:
+                self.pegin.trusting = False
+
     async def _serve_blocks(self, peer: int, req: GetBlocks) -> None:
         limit = min(req.max_count, MAX_BLOCKS_PER_RESPONSE)
         stored = await asyncio.to_thread(self.storage.blocks_from, req.from_height, limit)
@@ -511,7 +594,7 @@ class FunctionaryNode:
             if height <= self.chain.tip_height:
                 continue
             try:
-                undo = self.chain.connect_block(block, int(self.clock()), check_proof=True)
+                undo = self._connect_final(block)
                 signers = tuple(solution_signers(self.federation.federation_params(), block.header))
             except ValidationError as e:
                 event(
