@@ -370,6 +370,17 @@ class Mempool:
                     "bad-txns-spends-conflicting-tx",
                     f"{txid_hex} spends conflicting transaction {a[::-1].hex()}",
                 )
+        # Core's order (ReplacementChecks): rule 6, 5, 2, then 3 and 4.
+        for c in sorted(direct):
+            old = self.entries[c]
+            # Compared as CFeeRate does, in whole sat/kvB.
+            if fee * 1000 // vsize <= old.fee * 1000 // old.vsize:
+                raise ValidationError(
+                    Kind.RECONSIDERABLE,
+                    "insufficient fee",
+                    f"rejecting replacement {txid_hex}; new feerate {format_feerate(fee, vsize)} "
+                    f"<= old feerate {format_feerate(old.fee, old.vsize)}",
+                )
         all_conflicts: set[bytes] = set(direct)
         for c in direct:
             all_conflicts |= self.descendants(c)
@@ -389,16 +400,6 @@ class Mempool:
                     Kind.MEMPOOL_POLICY,
                     "replacement-adds-unconfirmed",
                     f"replacement {txid_hex} adds unconfirmed input, idx {i}",
-                )
-        for c in sorted(direct):
-            old = self.entries[c]
-            # Compare fee rates exactly (cross-multiplied), report them as Core formats them.
-            if fee * old.vsize <= old.fee * vsize:
-                raise ValidationError(
-                    Kind.MEMPOOL_POLICY,
-                    "insufficient fee",
-                    f"rejecting replacement {txid_hex}; new feerate {format_feerate(fee, vsize)} "
-                    f"<= old feerate {format_feerate(old.fee, old.vsize)}",
                 )
         conflict_fees = sum(self.entries[c].fee for c in all_conflicts)
         if fee < conflict_fees:

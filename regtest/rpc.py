@@ -222,11 +222,11 @@ def rpc(name: str, *params: Param, wallet: bool = False) -> Callable[[Handler], 
 
 def dispatch(node: Node, method: str, params: Any, wallet_name: str | None = None) -> Any:
     """Run one RPC call: the -28/-32601/-1/-3/-8 checks Core makes, then the method."""
+    if not node.ready:  # Core answers -28 before it even looks the method up
+        raise RpcError(RPC_IN_WARMUP, node.warmup_status)
     m = METHODS.get(method)
     if m is None:
         raise RpcError(RPC_METHOD_NOT_FOUND, "Method not found")
-    if not node.ready:
-        raise RpcError(RPC_IN_WARMUP, node.warmup_status)
     if wallet_name is not None and wallet_name != WALLET_NAME:
         raise RpcError(RPC_WALLET_NOT_FOUND, "Requested wallet does not exist or is not loaded")
     args: list[Any] = []
