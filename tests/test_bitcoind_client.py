@@ -237,3 +237,20 @@ def test_async_client(serve: Callable[[Reply], _Server]) -> None:
 
     with pytest.raises(RpcVerifyRejected):
         asyncio.run(reject())
+
+
+def test_from_member_config(serve: Callable[[Reply], _Server], tmp_path: Path) -> None:
+    from functionary.config import MainchainRpc
+
+    server = serve(ok(5))
+    password_file = tmp_path / "rpcpassword"
+    password_file.write_text("s3cret\n")
+    cfg = MainchainRpc(url=server.url, user="member", password_file=password_file, timeout=5.0)
+    with BitcoinRpc.from_config(cfg) as rpc:
+        assert rpc.getblockcount() == 5
+    assert base64.b64decode(server.headers[-1]["authorization"][6:]) == b"member:s3cret"
+    cookie = tmp_path / ".cookie"
+    cookie.write_text("__cookie__:abc")
+    with BitcoinRpc.from_config(MainchainRpc(url=server.url, cookie_file=cookie)) as rpc:
+        assert rpc.getblockcount() == 5
+    assert base64.b64decode(server.headers[-1]["authorization"][6:]) == b"__cookie__:abc"
