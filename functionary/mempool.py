@@ -134,23 +134,28 @@ class Mempool:
                 used += entry.weight
         return chosen
 
-    def block_connected(self, block: Block) -> list[bytes]:
-        """Drop what ``block`` confirmed or conflicts with, then re-validate
-        the rest against the new tip. Returns the txids evicted."""
-        evicted: list[bytes] = []
+    def evictions(self, block: Block) -> list[bytes]:
+        """What ``block`` (already connected to the chain) confirms or
+        conflicts with, plus whatever no longer validates on the new tip.
+        Changes nothing: the caller persists first, then calls :meth:`remove`,
+        so a transaction is never in neither the mempool nor storage."""
+        evicted: dict[bytes, None] = {}
         for tx in block.transactions:
             if tx.txid in self._entries:
-                self._remove(tx.txid)
-                evicted.append(tx.txid)
+                evicted[tx.txid] = None
             for op in self._spends(tx):
                 other = self._spent.get(op)
                 if other is not None:
-                    self._remove(other)
-                    evicted.append(other)
-        for txid, entry in list(self._entries.items()):
+                    evicted[other] = None
+        for txid, entry in self._entries.items():
+            if txid in evicted:
+                continue
             try:
                 self.chain.validate_transaction(entry.tx)
             except ValidationError:
-                self._remove(txid)
-                evicted.append(txid)
-        return evicted
+                evicted[txid] = None
+        return list(evicted)
+
+    def remove(self, txids: list[bytes]) -> None:
+        for txid in txids:
+            self._remove(txid)

@@ -502,7 +502,7 @@ class FunctionaryNode:
 
     async def _persist_commit(self, block: Block, undo: object, signers: tuple[int, ...]) -> None:
         assert isinstance(undo, BlockUndo)
-        evicted = self.mempool.block_connected(block)
+        evicted = self.mempool.evictions(block)
         header = block.header
         await asyncio.to_thread(
             self.storage.commit_block,
@@ -517,6 +517,7 @@ class FunctionaryNode:
             [(op.txid, op.index, e.output.serialize(), e.height, e.is_coinbase) for op, e in undo.created],
             evicted,
         )
+        self.mempool.remove(evicted)
         now = self.clock()
         self.stats.commits += 1
         self.stats.last_commit_at = now
