@@ -444,6 +444,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--round-timeout", type=float, default=10.0)
     i.add_argument("--free-coins", type=int, default=0, help="test chains only: satoshis created in genesis")
     i.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://host/db{member}")
+    i.add_argument("--mainchain-rpc-url", default=None, help="each member's bitcoind JSON-RPC URL")
+    i.add_argument("--mainchain-rpc-cookie", default=None, help="bitcoind's cookie file, as the members see it")
     i.add_argument("--no-peg", action="store_true", help="a chain with no peg (no watchmen keys)")
     i.add_argument("--peg-threshold", type=int, default=None, help="watchmen needed to move peg funds")
     i.add_argument("--emergency-keys", type=int, default=3)
@@ -487,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
                 free_coins=args.free_coins,
                 database_url=args.database_url,
                 listen_host=args.listen_host,
+                mainchain_rpc=MainchainRpc(url=args.mainchain_rpc_url, cookie_file=Path(args.mainchain_rpc_cookie))
+                if args.mainchain_rpc_url and args.mainchain_rpc_cookie
+                else None,
                 peg=None
                 if args.no_peg
                 else PegOptions(

@@ -41,16 +41,23 @@ def _btc_per_kvb(text: str) -> int:
     return int(value * COIN)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m regtest", description="An embedded Bitcoin regtest chain")
     parser.add_argument("--datadir", type=Path, required=True)
     parser.add_argument("--rpcport", type=int, default=18443)
     parser.add_argument("--rpcuser")
     parser.add_argument("--rpcpassword")
+    parser.add_argument("--rpcpasswordfile", type=Path, help="read the RPC password from this file")
+    parser.add_argument("--rpcbind", default="127.0.0.1", help="address to listen on (default loopback only)")
     parser.add_argument("--mempoolfullrbf", action="store_true", help="every transaction replaceable (Core 28)")
     parser.add_argument("--fallbackfee", type=_btc_per_kvb, default=20_000, help="wallet fee rate, BTC/kvB")
     parser.add_argument("--feerate", type=_btc_per_kvb, help="what estimatesmartfee always answers, BTC/kvB")
     parser.add_argument("--printtoconsole", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if bool(args.rpcuser) != bool(args.rpcpassword):
         parser.error("give both --rpcuser and --rpcpassword, or neither (cookie authentication)")
@@ -70,13 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         fallback_feerate=args.fallbackfee,
         fixed_feerate=args.feerate,
     )
+    if args.rpcpasswordfile is not None:
+        try:
+            args.rpcpassword = args.rpcpasswordfile.read_text().strip()
+        except OSError as e:
+            print(f"regtest: cannot read {args.rpcpasswordfile}: {e.strerror}", file=sys.stderr)
+            return 2
     auth = Auth(f"{args.rpcuser}:{args.rpcpassword}") if args.rpcpassword else Auth.cookie(datadir)
     stop = threading.Event()
     try:
-        server = serve(node, args.rpcport, auth)
+        server = serve(node, args.rpcport, auth, args.rpcbind)
     except OSError as e:
         auth.remove_cookie()
-        print(f"regtest: cannot bind 127.0.0.1:{args.rpcport}: {e}", file=sys.stderr)
+        print(f"regtest: cannot bind {args.rpcbind}:{args.rpcport}: {e}", file=sys.stderr)
         return 1
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -84,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("regtest stand-in listening on 127.0.0.1:%d, datadir %s", args.rpcport, datadir)
+    log.info("regtest stand-in listening on %s:%d, datadir %s", args.rpcbind, args.rpcport, datadir)
     try:
         node.load()
     except StoreError as e:

@@ -1,6 +1,7 @@
 """The JSON-RPC HTTP server, speaking as Bitcoin Core's ``httprpc.cpp`` does.
 
-Binds 127.0.0.1 only. HTTP/1.1 with keep-alive; one thread per connection;
+Binds 127.0.0.1 unless told otherwise (``--rpcbind``, for a container network).
+HTTP/1.1 with keep-alive; one thread per connection;
 every call runs under the node's lock.
 
 | request                          | HTTP status | body                                              |
@@ -109,10 +110,10 @@ class RpcServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, port: int, node: Node, auth: Auth) -> None:
+    def __init__(self, port: int, node: Node, auth: Auth, bind: str = "127.0.0.1") -> None:
         self.node = node
         self.auth = auth
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__((bind, port), _Handler)
 
     # --- one call ----------------------------------------------------------------------------
 
@@ -237,9 +238,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, dumps(reply_obj).encode())
 
 
-def serve(node: Node, port: int, auth: Auth) -> RpcServer:
+def serve(node: Node, port: int, auth: Auth, bind: str = "127.0.0.1") -> RpcServer:
     """Start serving on a background thread; the caller loads the node meanwhile."""
-    server = RpcServer(port, node, auth)
+    server = RpcServer(port, node, auth, bind)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server

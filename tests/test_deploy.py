@@ -21,9 +21,17 @@ def _compose() -> dict:
 
 
 def test_every_compose_command_is_a_real_cli_invocation():
+    from regtest.__main__ import build_parser as regtest_parser
+
     services = _compose()["services"]
-    assert {"init", "member0", "member1", "member2", "member3", "member4"} <= set(services)
+    assert {"mainchain", "init", "member0", "member1", "member2", "member3", "member4"} <= set(services)
     for name, svc in services.items():
+        if name == "mainchain":
+            assert svc["entrypoint"] == ["python", "-m", "regtest"]
+            args = regtest_parser().parse_args(svc["command"])
+            assert str(args.datadir) == "/data/mainchain" and args.rpcbind == "0.0.0.0"
+            assert svc["ports"] == [f"{args.rpcport}:{args.rpcport}"]
+            continue
         args = _parser().parse_args(svc["command"])  # argparse exits on anything it does not know
         assert args.command in ("init", "run"), name
 
@@ -32,6 +40,14 @@ def test_compose_files_are_made_by_the_init_service(tmp_path):
     services = _compose()["services"]
     init = _parser().parse_args(services["init"]["command"])
     assert init.out == "/data" and init.keep_existing
+    from functionary.cli import PegOptions
+    from functionary.config import MainchainRpc
+    from regtest.__main__ import build_parser as regtest_parser
+
+    chain = regtest_parser().parse_args(services["mainchain"]["command"])
+    # Members find the mainchain by its service name and read the cookie it writes in its datadir.
+    assert init.mainchain_rpc_url == f"http://mainchain:{chain.rpcport}"
+    assert Path(init.mainchain_rpc_cookie).parent == chain.datadir
     # Run the init service's own command with /data mapped to a temp dir.
     init_federation(
         tmp_path,
@@ -43,18 +59,25 @@ def test_compose_files_are_made_by_the_init_service(tmp_path):
         api_port=init.api_port,
         block_interval=init.block_interval,
         round_timeout=init.round_timeout,
+        mainchain_rpc=MainchainRpc(url=init.mainchain_rpc_url, cookie_file=Path(init.mainchain_rpc_cookie)),
+        peg=PegOptions(csv_delay=init.csv_delay, pegin_min_depth=init.pegin_min_depth),
     )
     fed = Federation.load(tmp_path / "federation.json")
-    host_ports: list[str] = []
+    assert fed.peg is not None and fed.peg.params.pegin_min_depth == init.pegin_min_depth
+    host_ports: list[str] = [services["mainchain"]["ports"][0].split(":")[0]]
     for name, svc in services.items():
-        if name == "init":
+        if name in ("init", "mainchain"):
             continue
         assert "federation:/data" in svc["volumes"], name
         assert svc["depends_on"]["init"]["condition"] == "service_completed_successfully"
+        assert "mainchain" in svc["depends_on"]
         args = _parser().parse_args(svc["command"])
         config_path = tmp_path / Path(args.config).relative_to("/data")
         cfg = MemberConfig.load(config_path)
-        MemberKeys.load(cfg.keys_file)
+        keys = MemberKeys.load(cfg.keys_file)
+        assert keys.watchman_key is not None
+        assert cfg.mainchain_rpc is not None and cfg.mainchain_rpc.url == init.mainchain_rpc_url
+        assert cfg.mainchain_rpc.cookie_file == Path(init.mainchain_rpc_cookie)
         assert cfg.federation_file == (tmp_path / "federation.json").resolve()
         member = fed.members[cfg.member]
         assert name == f"member{cfg.member}"
