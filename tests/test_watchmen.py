@@ -566,8 +566,7 @@ def test_a_watchman_never_signs_two_live_disjoint_payouts(ledger: Ledger, params
     check_payout(ledger, b, params)  # b is a fine payout on its own
     with pytest.raises(E.ConflictsWithSignedPayout) as info:
         w.on_proposal(ledger, b, 101)
-    assert info.value.earlier_txid == a.txid
-    assert BtcTransaction.parse(info.value.earlier_tx).txid == a.txid
+    assert [BtcTransaction.parse(t).txid for t in info.value.earlier] == [a.txid]
 
     # Signing a again gives the same signatures (RFC 6979), and changes nothing.
     _, again = w.on_proposal(ledger, a, 102)
@@ -682,7 +681,7 @@ def test_messages_round_trip_and_refuse_garbage(ledger: Ledger, params: Watchmen
     msgs: list[PayoutMessage] = [
         PayoutProposal(3, 40, tx),
         PayoutSignatures(0, tx.txid, sigs),
-        PayoutRefused(2, tx.txid, "ConflictsWithSignedPayout", tx.serialize()),
+        PayoutRefused(2, tx.txid, "ConflictsWithSignedPayout", (tx.serialize(), signed.serialize())),
         PayoutRefused(4, tx.txid, "FeeTooHigh"),
         PayoutComplete(signed),
     ]

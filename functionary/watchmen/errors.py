@@ -32,8 +32,6 @@ Messages carry txids, outpoints, amounts and indices only: never key material.
 
 from __future__ import annotations
 
-from consensus.hashes import hash_to_hex
-
 from ..errors import FunctionaryError
 
 
@@ -102,18 +100,14 @@ class SigningRefused(WatchmenError):
 
 
 class ConflictsWithSignedPayout(SigningRefused):
-    """The proposal shares no input with ``earlier`` (a BtcTransaction this
-    watchman signed, still live), so both could confirm. The leader should
-    record ``earlier`` and propose a replacement of it."""
+    """The proposal shares no input with the payouts in ``earlier`` (each the
+    serialization, without witness, of a payout this watchman signed that
+    may still confirm), so both could confirm. The leader should propose a
+    payout that spends one input of each (``payout.conflict_inputs``)."""
 
-    def __init__(self, message: str, earlier_txid: bytes, earlier_tx: bytes) -> None:
+    def __init__(self, message: str, earlier: tuple[bytes, ...]) -> None:
         super().__init__(message)
-        self.earlier_txid = earlier_txid
-        self.earlier_tx = earlier_tx
-
-    @property
-    def earlier_txid_hex(self) -> str:
-        return hash_to_hex(self.earlier_txid)
+        self.earlier = earlier
 
 
 class SignatureError(WatchmenError):

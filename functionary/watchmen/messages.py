@@ -7,13 +7,16 @@ transactions in Bitcoin's serialization.
     0x50  PayoutProposal    leader u32 | sidechain height u32 | tx varbytes (no witness)
     0x51  PayoutSignatures  watchman u32 | txid (32) | count | each sig varbytes
     0x52  PayoutRefused     watchman u32 | txid (32) | code varbytes (ASCII, the
-                            error class) | earlier tx varbytes (empty: none)
+                            error class) | count | each earlier tx varbytes
     0x53  PayoutComplete    tx varbytes (with witness): the signed payout, for
                             every member's ledger (``record_payout``)
 
 A leader that receives PayoutRefused with ``ConflictsWithSignedPayout``
-should ``record_payout`` the earlier transaction it names (after checking it
-spends federation coins) and propose a replacement of it instead.
+learns the payouts that watchman signed and that may still confirm. One its
+bitcoind holds in the mempool is in flight: ``record_payout`` it (so the next
+proposal replaces it, BIP125 and all). For the rest, pass them as
+``must_conflict`` to ``plan_payout``: the proposal then spends an input of
+each, so that watchman can sign it and they can never confirm.
 """
 
 from __future__ import annotations
@@ -67,11 +70,17 @@ class PayoutRefused:
     index: int
     txid: bytes
     code: str
-    earlier_tx: bytes = b""
+    earlier: tuple[bytes, ...] = ()
 
     def serialize(self) -> bytes:
-        code = self.code.encode("ascii")
-        return bytes((REFUSED,)) + ser_u32(self.index) + self.txid + ser_varbytes(code) + ser_varbytes(self.earlier_tx)
+        return (
+            bytes((REFUSED,))
+            + ser_u32(self.index)
+            + self.txid
+            + ser_varbytes(self.code.encode("ascii"))
+            + ser_compact_size(len(self.earlier))
+            + b"".join(ser_varbytes(t) for t in self.earlier)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +114,8 @@ def parse_message(data: bytes) -> PayoutMessage:
             raw_code = r.read_varbytes(limit=_MAX_CODE)
             if not raw_code.isascii():
                 raise ParseError("refusal code is ASCII")
-            return PayoutRefused(index, txid, raw_code.decode("ascii"), r.read_varbytes())
+            earlier = tuple(r.read_varbytes() for _ in range(r.read_count(1)))
+            return PayoutRefused(index, txid, raw_code.decode("ascii"), earlier)
         if kind == COMPLETE:
             return PayoutComplete(BtcTransaction.parse(r.read_varbytes()))
         raise ParseError(f"unknown payout message kind {kind:#x}")

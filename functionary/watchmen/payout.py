@@ -424,6 +424,28 @@ def build_replacement(
     return tx
 
 
+def conflict_inputs(
+    ledger: Ledger, earlier: Sequence[BtcTransaction], spending: Collection[MainOutPoint] = ()
+) -> list[FedUtxo]:
+    """For each of ``earlier`` (payouts a watchman refused for, from
+    ConflictsWithSignedPayout) that is not settled and shares no input with
+    ``spending``: its oldest input that is still a federation coin. A payout
+    that adds them conflicts with every one of them."""
+    chosen: list[FedUtxo] = []
+    have = set(spending)
+    for tx in earlier:
+        if ledger.is_settled(tx):
+            continue
+        ins = [MainOutPoint.of(i) for i in tx.inputs]
+        if have.intersection(ins):
+            continue
+        coins = sorted((u for u in map(ledger.utxo, ins) if u is not None), key=lambda u: (u.height, u.outpoint))
+        if coins:
+            chosen.append(coins[0])
+            have.add(coins[0].outpoint)
+    return chosen
+
+
 # --- the leader's plan ---------------------------------------------------------------------------
 
 
@@ -448,6 +470,7 @@ def plan_payout(
     rate: int,
     mined: Collection[bytes] = (),
     sweep_margin: int | None = None,
+    must_conflict: Sequence[BtcTransaction] = (),
 ) -> PayoutPlan | None:
     """What the leader proposes at a payout round, or None.
 
@@ -458,6 +481,8 @@ def plan_payout(
       peg-outs, higher fee, the due coins added).
     * With no live payout: every payable peg-out and every coin due for a
       sweep go into one new payout (a sweep when no peg-out is payable).
+    * Either way, an input of each of ``must_conflict`` (payouts watchmen
+      refused for, see :func:`conflict_inputs`) is added.
     """
     from .emergency import sweep_needed
 
@@ -470,12 +495,14 @@ def plan_payout(
         latest = max(live, key=lambda r: (r.fee, r.seen_height, r.txid))
         spent_by_live = {op for r in live for op in r.inputs}
         extra = [u for u in due if u.outpoint not in spent_by_live]
+        extra += conflict_inputs(ledger, must_conflict, {*latest.inputs, *(u.outpoint for u in extra)})
         waited = mainchain_height - latest.seen_height
         if waited < params.bump_after and not extra:
             return None
         replacement = build_replacement(ledger, params, latest, rate, extra_inputs=extra)
         return PayoutPlan(PlanKind.REPLACEMENT, replacement, latest.txid)
-    tx = build_payout(ledger, params, rate, forced_inputs=due)
+    forced = [*due, *conflict_inputs(ledger, must_conflict, {u.outpoint for u in due})]
+    tx = build_payout(ledger, params, rate, forced_inputs=forced)
     if tx is None:
         return None
     change_spk = params.peg.fedpeg_program
@@ -492,6 +519,7 @@ __all__ = [
     "build_replacement",
     "bump_rate",
     "check_payout",
+    "conflict_inputs",
     "feerate_from_estimate",
     "max_fee",
     "payout_due",

@@ -251,14 +251,14 @@ class Watchman:
         already = any(p.txid == tx.txid for p in live)
         if not already:
             ins = frozenset(MainOutPoint.of(i) for i in tx.inputs)
-            for p in live:
-                if not ins & p.inputs:
-                    raise ConflictsWithSignedPayout(
-                        f"watchman {self.index}: payout {tx.txid_hex} shares no input with "
-                        f"{p.tx.txid_hex}, which it signed and which may still confirm",
-                        p.txid,
-                        p.tx.serialize_without_witness(),
-                    )
+            disjoint = [p for p in live if not ins & p.inputs]
+            if disjoint:
+                raise ConflictsWithSignedPayout(
+                    f"watchman {self.index}: payout {tx.txid_hex} shares no input with "
+                    + ", ".join(p.tx.txid_hex for p in disjoint)
+                    + ", which it signed and which may still confirm",
+                    tuple(p.tx.serialize_without_witness() for p in disjoint),
+                )
             live.append(SignedPayout(tx, mainchain_height))
         sigs = sign_inputs(self._key, tx, check.inputs, self.params.peg)
         self.state = SignerState(tuple(live))
