@@ -588,6 +588,33 @@ def test_a_watchman_never_signs_two_live_disjoint_payouts(ledger: Ledger, params
     assert w.live(ledger) == []
     assert [ledger.pegout_state(e.id).txids for e in ledger.pegouts()] == [(a2.txid,)] * 3
     assert ledger.reserves().paid_out == 45_000_000
+    # A member that only ever saw a2 confirm agrees on everything but what it never saw.
+    bystander = funded_ledger(params, [BTC, BTC // 2, BTC // 4], PEGOUTS)
+    bystander.confirm_payout(a2, 104)
+    assert bystander.serialize() != ledger.serialize()
+    assert bystander.shared_digest() == ledger.shared_digest()
+    assert Ledger.parse(ledger.serialize(local=False), params).shared_digest() == ledger.shared_digest()
+
+
+def test_plan_rules_out_payouts_a_watchman_refused_for(params: WatchmenParams) -> None:
+    ledger = funded_ledger(params, [BTC, BTC, BTC], PEGOUTS)
+    w = Watchman(4, WATCHMAN_KEYS[4], params)
+    # w signed b, from the newest coin; b never gathered m signatures and nobody recorded it.
+    newest = ledger.utxos()[-1]
+    b = build_payout(ledger, params, 2_000, forced_inputs=[newest])
+    assert b is not None and [MainOutPoint.of(i) for i in b.inputs] == [newest.outpoint]
+    w.on_proposal(ledger, b, 100)
+    plain = plan_payout(ledger, params, mainchain_height=101, rate=2_000)
+    assert plain is not None
+    with pytest.raises(E.ConflictsWithSignedPayout) as info:
+        w.on_proposal(ledger, plain.tx, 101)
+    earlier = [BtcTransaction.parse(t) for t in info.value.earlier]
+    plan = plan_payout(ledger, params, mainchain_height=101, rate=2_000, must_conflict=earlier)
+    assert plan is not None and newest.outpoint in {MainOutPoint.of(i) for i in plan.tx.inputs}
+    w.on_proposal(ledger, plan.tx, 101)
+    ledger.record_payout(plan.tx, 101)
+    ledger.confirm_payout(plan.tx, 102)
+    assert ledger.is_settled(b) and w.live(ledger) == []
 
 
 def test_watchman_refuses_a_key_that_is_not_its_own(params: WatchmenParams) -> None:

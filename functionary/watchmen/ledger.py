@@ -59,7 +59,8 @@ Serialization (version 1), integers little-endian, counts CompactSize::
               (0 change, 1 peg-in + claim_script varbytes)
     pegouts:  count, each txid(32) vout u32 amount i64 destination varbytes height u32
               seq u64 payable u8 paid u8 [paid_by(32) paid_height u32]
-    payouts:  count, each txid(32) status u8 (0 in flight, 1 confirmed, 2 dead)
+    payouts:  count, each txid(32) status u8 (0 in flight, 1 confirmed, 2 dead; only
+              confirmed ones in ``serialize(local=False)``)
               fee i64 vsize u32 seen_height u32 height u32 replaced_by(32, zeros: none)
               tx varbytes (without witness; empty once confirmed or dead)
               assignment: count, each 0 | 1 + pegout txid(32) vout u32
@@ -716,7 +717,11 @@ class Ledger:
 
     # -- serialization ---------------------------------------------------------------------
 
-    def serialize(self) -> bytes:
+    def serialize(self, *, local: bool = True) -> bytes:
+        """The ledger's bytes. ``local=False`` leaves out what only this member
+        has seen (in-flight and dead payouts): those bytes are equal on every
+        member that applied the same blocks and confirmations, for comparing
+        (:meth:`shared_digest`). Both parse."""
         s = self._s
         out = bytearray(_MAGIC)
         out.append(_VERSION)
@@ -743,9 +748,10 @@ class Ledger:
             else:
                 out.append(1)
                 out += e.paid_by + ser_u32(e.paid_height)
-        out += ser_compact_size(len(s.payouts))
-        for txid in sorted(s.payouts):
-            p = s.payouts[txid]
+        payouts = {k: p for k, p in s.payouts.items() if local or p.status is PayoutStatus.CONFIRMED}
+        out += ser_compact_size(len(payouts))
+        for txid in sorted(payouts):
+            p = payouts[txid]
             out += txid + bytes((int(p.status),)) + ser_i64(p.fee) + ser_u32(p.vsize)
             out += ser_u32(p.seen_height) + ser_u32(p.height) + (p.replaced_by or _NO_TXID)
             out += ser_varbytes(b"" if p.tx is None else p.tx.serialize_without_witness())
@@ -756,6 +762,10 @@ class Ledger:
         for op in sorted(s.spent):
             out += op.serialize() + s.spent[op]
         return bytes(out)
+
+    def shared_digest(self) -> bytes:
+        """sha256 of ``serialize(local=False)``: equal on members that agree."""
+        return hashlib.sha256(self.serialize(local=False)).digest()
 
     @classmethod
     def parse(cls, data: bytes, params: WatchmenParams) -> Ledger:
