@@ -354,11 +354,15 @@ def test_reserves_balance_at_every_step(ledger: Ledger, params: WatchmenParams) 
 
 
 def test_unpayable_pegouts_are_burned_not_owed(params: WatchmenParams) -> None:
-    ledger = funded_ledger(params, [BTC], [(9_999, p2pkh(1)), (20_000, b"\x6a\x01\x01"), (50_000, p2wpkh(2))])
+    own = params.peg.fedpeg_program
+    outs = [(9_999, p2pkh(1)), (20_000, b"\x6a\x01\x01"), (30_000, own), (50_000, p2wpkh(2))]
+    ledger = funded_ledger(params, [BTC], outs)
     states = [ledger.pegout_state(e.id).status for e in ledger.pegouts()]
-    assert states == [PegOutStatus.UNPAYABLE, PegOutStatus.UNPAYABLE, PegOutStatus.PENDING]
+    assert states == [PegOutStatus.UNPAYABLE] * 3 + [PegOutStatus.PENDING]
     r = ledger.reserves()
-    assert (r.burned, r.burned_unpayable, r.owed) == (79_999, 29_999, 50_000)
+    assert (r.burned, r.burned_unpayable, r.owed) == (109_999, 59_999, 50_000)
+    tx = build_payout(ledger, params, 1_000)
+    assert tx is not None and check_payout(ledger, tx, params).amount_paid == 50_000
     assert [e.amount for e in ledger.payable_pegouts()] == [50_000]
 
 

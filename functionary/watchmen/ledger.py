@@ -216,8 +216,8 @@ class PegOutEntry:
     seq: int
     """Position in sidechain order: peg-outs are paid oldest first."""
     payable: bool
-    """False for an amount below ``min_pegout`` or a script the watchmen
-    cannot pay: burned, never paid."""
+    """False for an amount below ``min_pegout``, a script the watchmen cannot
+    pay, or the federation's own change script: burned, never paid."""
     paid_by: bytes | None = None
     paid_height: int = 0
 
@@ -380,7 +380,13 @@ class Ledger:
             s.utxos[p.outpoint] = FedUtxo(p.outpoint, p.value, p.claim_script, h)
             s.pegged_in += p.value
         for o in events.pegouts:
-            payable = o.amount >= self.params.min_pegout and is_payable_destination(o.destination)
+            # A peg-out to the federation's own change script would read as a
+            # second change output and stall every payout: it is burned, unpaid.
+            payable = (
+                o.amount >= self.params.min_pegout
+                and is_payable_destination(o.destination)
+                and o.destination != self.peg.fedpeg_program
+            )
             s.pegouts[o.id] = PegOutEntry(o.id, o.amount, o.destination, height, s.seq, payable)
             s.seq += 1
             s.burned += o.amount
