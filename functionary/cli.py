@@ -467,6 +467,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--pegin-min-depth", type=int, default=2)
     s = sub.add_parser("status", help="what a member is doing")
     s.add_argument("--url", default="http://127.0.0.1:8000")
+    __import__("functionary.wallet_cli", fromlist=["mount"]).mount(sub)  # functionary wallet …: its own parser
     return p
 
 

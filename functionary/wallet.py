@@ -272,7 +272,7 @@ class ApiError(WalletError):
     remote = True
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
+        super().__init__(f"{status} {code}: {message}" if status else message)
         self.status = status
         self.api_code = code
         self.message = message
@@ -1367,10 +1367,25 @@ class Wallet:
         fee_rate: float = DEFAULT_FEE_RATE,
         check_depth: bool = True,
     ) -> SentTx:
-        """Claim a peg-in: Elements' peg-in input and witness (value, asset,
-        parent genesis, claim script, the mainchain tx, its merkle proof),
-        paying the amount less an explicit fee to a fresh key of ours.
-        ``check_depth=False`` submits even when too shallow, to see the chain's reason."""
+        """Claim a peg-in (:meth:`build_claim`) and submit the claim."""
+        sent = self.build_claim(mainchain, txid, explicit=explicit, fee_rate=fee_rate, check_depth=check_depth)
+        self._submit(api, sent, [])
+        return sent
+
+    def build_claim(
+        self,
+        mainchain: BitcoinRpc,
+        txid: str,
+        *,
+        explicit: bool = False,
+        fee_rate: float = DEFAULT_FEE_RATE,
+        check_depth: bool = True,
+    ) -> SentTx:
+        """The claim of a peg-in, signed, not submitted: Elements' peg-in
+        input and witness (value, asset, parent genesis, claim script, the
+        mainchain tx, its merkle proof), paying the amount less an explicit
+        fee to a fresh key of ours. ``check_depth=False`` builds it even when
+        too shallow, to see the chain's reason."""
         tx, vout, record, confirmations, block_hash = self.find_pegin(mainchain, txid)
         required = self.peg.pegin_min_depth
         if block_hash is None or confirmations < 1:
@@ -1401,9 +1416,7 @@ class Wallet:
             built = self._assemble([], pegin, [_Payment(script, value - fee, blinding)], None, fee)
             needed = max(1, math.ceil(built.vsize * fee_rate))
             if needed <= fee:
-                sent = SentTx(built, fee, 0)
-                self._submit(api, sent, [])
-                return sent
+                return SentTx(built, fee, 0)
             fee = needed
         raise WalletError("the fee did not settle; try another fee rate")
 
