@@ -61,9 +61,11 @@ from .errors import CorruptDatabase, FunctionaryError
 from .log import event
 from .mainchain_view import BitcoindView, MemberPegInVerifier, pegin_proof_blocks
 from .mempool import Mempool, MempoolEntry, MempoolError
+from .peg_runtime import PAYOUT_MESSAGE_TYPES, PegRuntime
 from .storage import Storage
 from .sync import MAX_BLOCKS_PER_RESPONSE, Blocks, GetBlocks, TxRelay, parse_wire
 from .transport import PeerInfo, PeerNetwork
+from .watchmen import LEDGER_KEY
 
 TICK_SECONDS = 0.1
 MAINCHAIN_POLL_SECONDS = 2.0
@@ -229,6 +231,7 @@ class FunctionaryNode:
         self.mainchain_rpc: AsyncBitcoinRpc | None = None
         self.mainchain: BitcoindView | None = None
         self.pegin: MemberPegInVerifier | None = None
+        self.peg: PegRuntime | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -259,6 +262,25 @@ class FunctionaryNode:
         except RefuseToSign as e:
             event(self.log, "refuse_to_sign", logging.ERROR, reason="CorruptDatabase", detail=str(e))
             raise
+        if (
+            fed.peg is not None
+            and self.mainchain is not None
+            and self.mainchain_rpc is not None
+            and self.keys.watchman_key is not None
+        ):
+            self.peg = PegRuntime(
+                self.member,
+                fed.n,
+                fed.peg,
+                self.keys.watchman_key,
+                self.mainchain_rpc,
+                self.mainchain,
+                self.storage,
+                lambda peer, data: self.network.send(peer, data),
+                lambda data: self.network.broadcast(data),
+                self.log,
+            )
+            await self.peg.load()
         self.machine = RoundRobinSigner(
             self.chain,
             self.member,
@@ -289,6 +311,8 @@ class FunctionaryNode:
         ]
         if self.mainchain is not None:
             self._tasks.append(asyncio.create_task(self._watch_mainchain(), name="mainchain"))
+        if self.peg is not None:
+            self._tasks.append(asyncio.create_task(self.peg.watch_mainchain(), name="watchmen"))
         event(
             self.log,
             "started",
@@ -354,6 +378,10 @@ class FunctionaryNode:
             await asyncio.sleep(TICK_SECONDS)
 
     async def _on_wire(self, peer: int, data: bytes) -> None:
+        if data and data[0] in PAYOUT_MESSAGE_TYPES:
+            if self.peg is not None:
+                await self.peg.on_wire(peer, data)
+            return
         try:
             msg = parse_wire(data)
         except ParseError as e:
@@ -500,9 +528,14 @@ class FunctionaryNode:
                 return tx.txid
         return txs[-1].txid
 
-    async def _persist_commit(self, block: Block, undo: object, signers: tuple[int, ...]) -> None:
-        assert isinstance(undo, BlockUndo)
-        evicted = self.mempool.evictions(block)
+    async def _store_block(
+        self,
+        block: Block,
+        undo: BlockUndo,
+        signers: tuple[int, ...],
+        evicted: list[bytes],
+        peg_updates: dict[bytes, bytes | None] | None,
+    ) -> None:
         header = block.header
         await asyncio.to_thread(
             self.storage.commit_block,
@@ -516,7 +549,22 @@ class FunctionaryNode:
             [(op.txid, op.index) for op, _ in undo.spent],
             [(op.txid, op.index, e.output.serialize(), e.height, e.is_coinbase) for op, e in undo.created],
             evicted,
+            peg_updates,
         )
+
+    async def _persist_commit(self, block: Block, undo: object, signers: tuple[int, ...]) -> None:
+        assert isinstance(undo, BlockUndo)
+        evicted = self.mempool.evictions(block)
+        header = block.header
+        if self.peg is not None:
+            # The watchmen's ledger changes in the same storage transaction
+            # as the block, under the lock that orders every ledger change.
+            async with self.peg.lock:
+                ledger = await self.peg.ledger_after(block)
+                await self._store_block(block, undo, signers, evicted, {LEDGER_KEY: ledger.serialize()})
+                self.peg.adopt(ledger, header.height)
+        else:
+            await self._store_block(block, undo, signers, evicted, None)
         self.mempool.remove(evicted)
         now = self.clock()
         self.stats.commits += 1
@@ -628,6 +676,7 @@ class FunctionaryNode:
                 {"height": h, "hash": bh[::-1].hex(), "signers": list(s), "committed_at": t}
                 for h, bh, s, t in reversed(self.recent_commits[-10:])
             ],
+            "peg": self.peg.status() if self.peg is not None else None,
             "stats": {
                 "commits": self.stats.commits,
                 "rejected": self.stats.rejected,
