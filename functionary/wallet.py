@@ -63,6 +63,11 @@ only the holder of the offline key can form (:func:`pegout_spending_key`).
 A PAK peg-out therefore always pays the exchange's own cold wallet, as in
 Elements; :meth:`Wallet.pegout_address` hands out the addresses.
 
+**Spending.** The chain's mempool accepts only spends of outputs already
+in blocks, so coins a submitted transaction spends stay locked, and its
+change unspendable, until that transaction is in a block (:meth:`Wallet.sync`
+sees it) or the member forgets it (then the inputs are released).
+
 **Transactions.** Confidential by default (:func:`confidential.blind_outputs`:
 every output with a blinding pubkey is blinded), an explicit fee output last,
 change confidential back to a fresh change key. As Elements does, a
@@ -187,7 +192,6 @@ _BASE58_VERSIONS = {
     TESTNET.name: (0x6F, 0xC4),
     REGTEST.name: (0x6F, 0xC4),
 }
-_NETWORKS = {n.name: n for n in (MAINNET, TESTNET, REGTEST)}
 
 
 # --- Errors ---------------------------------------------------------------------------------
@@ -1168,11 +1172,6 @@ class Wallet:
             height=self.scan_height,
         )
 
-    def is_confirmed(self, txid: bytes) -> bool:
-        """Whether a transaction of ours (or touching us) is in a scanned block."""
-        shown = hash_to_hex(txid)
-        return txid not in self.pending and any(h["txid"] == shown for h in self.history)
-
     # -- building transactions -----------------------------------------------------------
 
     def _assemble(
@@ -1538,10 +1537,6 @@ def wait_confirmed(wallet: Wallet, api: MemberApi, txid: bytes, timeout: float, 
         if time.monotonic() > deadline:
             raise TimeoutError(f"transaction {shown} not in a block within {timeout} s")
         time.sleep(interval)
-
-
-def network_by_name(name: str) -> MainchainNetwork:
-    return _NETWORKS[name]
 
 
 __all__ = [

@@ -274,6 +274,7 @@ def _run(args: argparse.Namespace) -> int:
                     "amount": record.amount,
                     "destination": record.destination.hex(),
                     "address": record.address,
+                    "key_index": record.key_index,
                     "fee": record.fee,
                 },
             )

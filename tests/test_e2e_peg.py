@@ -45,7 +45,17 @@ from consensus.mainchain import MAINNET, encode_segwit_address
 from consensus.standard import OutputKind, classify_output, parse_pegout
 from consensus.transaction import OutPoint
 from functionary.bitcoind import BitcoinRpc
-from functionary.wallet import COIN, ExchangeKey, MemberApi, TxRejected, Wallet, decode_address, pak_destination
+from functionary.wallet import (
+    COIN,
+    ExchangeKey,
+    MemberApi,
+    TxRejected,
+    Wallet,
+    decode_address,
+    pak_destination,
+    pak_pegout_key,
+    pegout_spending_key,
+)
 from tests.federation import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +194,9 @@ class PegOutResult:
     address: str
     height: int
     exchange_file: Path
+    key_index: int
+    """The exchange's peg-out key index: with its offline key, the destination's
+    spending key is ``functionary.wallet.pegout_spending_key(offline, pak_pegout_key(online, offline_pub, i)[1])``."""
 
 
 def exchange_pegs_out(devnet: Devnet, wallet: str, amount_btc: str, kind: str = "p2wpkh") -> PegOutResult:
@@ -203,6 +216,14 @@ def exchange_pegs_out(devnet: Devnet, wallet: str, amount_btc: str, kind: str = 
     pegout = parse_pegout(out.script_pubkey)
     assert pegout is not None and out.is_explicit and out.value.amount == record["amount"]
     assert pegout.parent_script == bytes.fromhex(record["destination"]) and pegout.pak_pubkey is not None
+    # The destination belongs to the exchange's cold wallet: its offline key spends it.
+    key = ExchangeKey.load(exchange_file)
+    offline = PrivateKey(
+        bytes.fromhex(json.loads(exchange_file.with_suffix(".offline.json").read_text())["offline_key"])
+    )
+    _, tweak = pak_pegout_key(key.online_key, key.offline_pubkey, record["key_index"])
+    spender = pegout_spending_key(offline, tweak).public_key.format()
+    assert spender == pegout.pak_pubkey and pak_destination(spender, kind) == pegout.parent_script
     return PegOutResult(
         record["txid"],
         record["vout"],
@@ -211,6 +232,7 @@ def exchange_pegs_out(devnet: Devnet, wallet: str, amount_btc: str, kind: str = 
         address,
         height,
         exchange_file,
+        record["key_index"],
     )
 
 
