@@ -382,10 +382,25 @@ def test_peg_in_pay_confidentially_and_peg_out_on_the_devnet(devnet: Devnet) -> 
     mtx = rpc.getrawtransaction(mtxid, True)
     assert isinstance(mtx, dict)
     assert sum(round(o["value"] * COIN) for o in mtx["vout"] if o["scriptPubKey"].get("address") == pegin) == COIN
+
+    # Every member's own peg ledger (its /status) counts the same peg-ins and burns.
+    def ledgers_agree() -> bool:
+        for url in devnet.api_urls:
+            peg = httpx.get(f"{url}/status", timeout=5).json().get("peg") or {}
+            if (peg.get("pegged_in"), peg.get("sidechain_supply"), peg.get("balanced")) != (
+                acct.pegged_in,
+                acct.pegged_in - acct.pegged_out,
+                True,
+            ):
+                return False
+        return True
+
+    wait_for(ledgers_agree, 30, "every member's peg ledger to agree with the blocks")
     # The wallets' own view agrees with the chain's.
     mine = {o: v for o, v in acct.utxos.items() if any(o in w.utxos for w in wallets)}
     assert sum(balances.values()) == sum(mine.values())
-    print(f"e2e: {time.monotonic() - started:.1f} s; supply {acct.supply} = {acct}")
+    status = httpx.get(f"{devnet.api_urls[0]}/status", timeout=5).json()["peg"]
+    print(f"e2e: {time.monotonic() - started:.1f} s; supply {acct.supply}; {acct}; member 0's peg: {status}")
 
 
 def test_pegout_refusals_on_the_devnet(devnet: Devnet) -> None:
