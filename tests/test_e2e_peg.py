@@ -399,6 +399,43 @@ def test_peg_in_pay_confidentially_and_peg_out_on_the_devnet(devnet: Devnet) -> 
     # The wallets' own view agrees with the chain's.
     mine = {o: v for o, v in acct.utxos.items() if any(o in w.utxos for w in wallets)}
     assert sum(balances.values()) == sum(mine.values())
+    # The watchmen pay every peg-out on the mainchain, each exactly once.
+    owed = [pegout, *others]
+    paid_to = {p.address: 0 for p in owed}
+
+    def received(address: str) -> int:
+        scan = rpc.call("scantxoutset", "start", [f"addr({address})"])
+        return round(float(scan["total_amount"]) * COIN)
+
+    before = {p.address: received(p.address) for p in owed}
+
+    def all_paid() -> bool:
+        devnet.mine(1)  # confirms what is in the mempool, and drives depth
+        for p in owed:
+            paid_to[p.address] = received(p.address) - before[p.address]
+        return all(paid_to[p.address] == p.amount for p in owed)
+
+    wait_for(all_paid, 120, f"the watchmen to pay {[(p.address, p.amount) for p in owed]}", interval=1.0)
+    total = sum(p.amount for p in owed)
+
+    def settled() -> bool:
+        devnet.mine(1)
+        for url in devnet.api_urls:
+            peg = httpx.get(f"{url}/status", timeout=5).json()["peg"]
+            if (peg["paid_out"], peg["pending_pegouts"], peg["live_payouts"], peg["balanced"]) != (total, 0, [], True):
+                return False
+        return True
+
+    # Confirmed deep enough, every member's ledger counts them paid and the
+    # federation's coins still equal pegged-in minus paid-out minus fees.
+    wait_for(settled, 90, "every member's ledger to count the payouts confirmed", interval=1.0)
+    peg = httpx.get(f"{devnet.api_urls[0]}/status", timeout=5).json()["peg"]
+    assert peg["federation_utxo_sum"] == COIN - total - peg["mainchain_fees"] and peg["mainchain_fees"] > 0
+    # More payout rounds pass: nothing is paid twice.
+    start_height = max(devnet.heights())
+    wait_for(lambda: min(devnet.heights()) >= start_height + 12, 60, "two more payout rounds")
+    devnet.mine(7)
+    assert {p.address: received(p.address) - before[p.address] for p in owed} == {p.address: p.amount for p in owed}
     status = httpx.get(f"{devnet.api_urls[0]}/status", timeout=5).json()["peg"]
     print(f"e2e: {time.monotonic() - started:.1f} s; supply {acct.supply}; {acct}; member 0's peg: {status}")
 
