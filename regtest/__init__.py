@@ -11,6 +11,12 @@ commitments, BIP68/112/113 lock times, and a script interpreter for legacy
 and witness v0 scripts with the BIP143 signature hash. Tests written against
 it run unchanged against Bitcoin Core (``regtest.testing``, MAINCHAIN_RPC_URL).
 
+It deliberately shares no Bitcoin-format code with the federation
+(``consensus/mainchain.py``'s transactions, merkle proofs and bech32, or the
+signature checks in ``consensus/script.py``): it plays the part of an
+independent implementation, so a bug in the peg's parsing or proofs shows up
+as a disagreement with this chain instead of being shared by both.
+
 | module     | what it holds                                                         |
 |------------|-----------------------------------------------------------------------|
 | primitives | transactions, blocks, hashes, compact sizes, merkle roots             |
