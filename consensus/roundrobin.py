@@ -66,6 +66,11 @@ from .messages import (
 )
 from .params import ChainParams
 
+MAX_CANDIDATES_PER_MEMBER = 2
+"""Candidate blocks held per height, per federation member."""
+MAX_SIGNED_BLOCKS_PER_MEMBER = 2
+"""Distinct blocks whose signatures by one member are kept at one height."""
+
 # --- What the machine needs from outside ------------------------------------
 
 
@@ -493,6 +498,8 @@ class RoundRobinSigner:
             return
         bh = block.hash
         if bh not in h.candidates:
+            if len(h.candidates) >= MAX_CANDIDATES_PER_MEMBER * self.n:
+                return  # an equivocator cannot make us hold unbounded blocks
             h.candidates[bh] = block
         self._try_sign(now, out)
         self._try_commit(bh, now, out)
@@ -626,6 +633,9 @@ class RoundRobinSigner:
         earlier = h.signed_by.get(sender)
         if earlier is not None and earlier != bh:
             out.append(Misbehaviour(sender, SignedTwoBlocks(f"member {sender} signed two blocks at {h.height}")))
+            held = sum(1 for sigs in h.signatures.values() if sender in sigs)
+            if held >= MAX_SIGNED_BLOCKS_PER_MEMBER and sender not in h.signatures.get(bh, {}):
+                return  # two signed blocks prove the equivocation; keep no more
         else:
             h.signed_by[sender] = bh
         h.signatures.setdefault(bh, {})[sender] = sig
