@@ -468,6 +468,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="what a member is doing")
     s.add_argument("--url", default="http://127.0.0.1:8000")
     __import__("functionary.wallet_cli", fromlist=["mount"]).mount(sub)  # functionary wallet …: its own parser
+    __import__("functionary.audit", fromlist=["add_parser"]).add_parser(sub)  # functionary audit …
     return p
 
 
@@ -512,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
             return devnet(args)
         if args.command == "status":
             return status(args.url)
+        if args.command == "audit":
+            return __import__("functionary.audit", fromlist=["run"]).run(args)
     except ConfigError as e:
         print(f"functionary: {e.code}: {e}", file=sys.stderr)
         return EXIT_USAGE
