@@ -514,7 +514,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return status(args.url)
         if args.command == "audit":
-            return __import__("functionary.audit", fromlist=["run"]).run(args)
+            from .audit import run as run_audit
+
+            return run_audit(args)
     except ConfigError as e:
         print(f"functionary: {e.code}: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -95,9 +95,7 @@ def sign(block: Block, signers: Sequence[int] = (0, 1)) -> Block:
 def build_chain() -> list[Block]:
     """Genesis and four blocks: a split, two independent spends, a peg-in claim, an empty block."""
     dep = deposit(PEG.pegin_script_pubkey(CLAIM_SCRIPT), COIN)
-    chain = ChainState(
-        FED.chain_params(), pegin_verifier=PegInRules(PEG, dep.view), pegout_verifier=PegOutRules(PEG)
-    )
+    chain = ChainState(FED.chain_params(), pegin_verifier=PegInRules(PEG, dep.view), pegout_verifier=PegOutRules(PEG))
     blocks = [chain.genesis]
     genesis_coin = OutPoint(chain.genesis.transactions[0].txid, 0)
     split = signed_spend(ALICE, genesis_coin, FREE, [(spk(BOB), 20 * COIN), (spk(CAROL), 29 * COIN)])
@@ -178,9 +176,8 @@ def test_swapped_and_replaced_transactions_are_caught() -> None:
 
 def test_broken_prev_link_is_caught_even_when_signed() -> None:
     b = BLOCKS[3]
-    header = BlockHeader(
-        b.header.version, b"\x11" * 32, b.header.merkle_root, b.header.time, b.header.height, BlockProof(b.header.proof.challenge, b"")
-    )
+    h = b.header
+    header = BlockHeader(h.version, b"\x11" * 32, h.merkle_root, h.time, h.height, BlockProof(h.proof.challenge, b""))
     relinked = sign(Block(header, b.transactions))
     report = audit([*BLOCKS[:3], relinked, BLOCKS[4]])
     assert (3, "BadPrevHash") in [(f.height, f.rule) for f in report.failures]
