@@ -66,8 +66,8 @@ from typing import TypeVar
 import httpx
 import sqlalchemy as sa
 
-from functionary.cli import init_federation
-from functionary.config import Federation, MemberConfig
+from functionary.cli import PegOptions, init_federation
+from functionary.config import Federation, MainchainRpc, MemberConfig
 from tests.netproxy import ProxyThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,7 +225,11 @@ class ProcessFederation:
         genesis_time: int | None = None,
         free_coins: int = 0,
         allow_log: Sequence[str] = (),
+        peg: PegOptions | None = None,
+        mainchain_rpc: MainchainRpc | None = None,
     ) -> None:
+        """``peg`` and ``mainchain_rpc`` (both or neither) give the federation
+        a peg whose watchmen reach the mainchain at ``mainchain_rpc``."""
         self.base = Path(base)
         self.n = n
         self.m = m
@@ -247,6 +251,8 @@ class ProcessFederation:
             round_timeout=round_timeout,
             free_coins=free_coins,
             database_url=database_url,
+            peg=peg,
+            mainchain_rpc=mainchain_rpc,
         )
         ports = free_ports(2 * n)
         p2p, api = ports[:n], ports[n:]
