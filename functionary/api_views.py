@@ -14,7 +14,7 @@ from consensus.block import Block
 from consensus.header import BlockHeader
 from consensus.mainchain import MainchainNetwork, encode_segwit_address
 from consensus.standard import parse_pegout
-from consensus.transaction import Transaction, TxOut
+from consensus.transaction import AssetIssuance, Transaction, TxOut
 
 COINBASE_TXID = "0" * 64
 COINBASE_VOUT = 0xFFFFFFFF
@@ -97,6 +97,7 @@ def vout_json(out: TxOut, parent: MainchainNetwork | None) -> dict[str, Any]:
     elif out.asset.is_commitment:
         d["assetcommitment"] = out.asset.raw.hex()
     pegout = parse_pegout(spk) if spk[:1] == b"\x6a" else None
+    d["pegout"] = None  # Esplora-Elements: present on every output, null unless a peg-out
     if pegout is not None:
         d["pegout"] = {
             "genesis_hash": hx(pegout.genesis_hash),
@@ -112,6 +113,22 @@ def status_json(height: int | None, block_hash: bytes | None, block_time: int | 
     if height is None or block_hash is None:
         return {"confirmed": False}
     return {"confirmed": True, "block_height": height, "block_hash": hx(block_hash), "block_time": block_time}
+
+
+def _issuance_json(iss: AssetIssuance | None) -> dict[str, Any] | None:
+    if iss is None:
+        return None
+    d: dict[str, Any] = {
+        "is_reissuance": iss.blinding_nonce != bytes(32),
+        "asset_blinding_nonce": iss.blinding_nonce.hex(),
+        "asset_entropy": iss.entropy.hex(),
+    }
+    for name, value in (("assetamount", iss.amount), ("tokenamount", iss.inflation_keys)):
+        if value.is_explicit:
+            d[name] = value.amount
+        elif value.is_commitment:
+            d[name + "commitment"] = value.raw.hex()
+    return d
 
 
 def tx_json(
@@ -140,6 +157,7 @@ def tx_json(
                 "witness": [w.hex() for w in wit.script_witness] if wit is not None else [],
                 "sequence": txin.sequence,
                 "is_pegin": txin.is_pegin,
+                "issuance": _issuance_json(txin.issuance),
             }
         )
         if txin.is_pegin and wit is not None:

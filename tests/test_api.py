@@ -35,7 +35,7 @@ BLOCK_KEYS = {
     "proof",
 }
 TX_KEYS = {"txid", "version", "locktime", "vin", "vout", "size", "weight", "fee", "status"}
-VIN_KEYS = {"txid", "vout", "is_coinbase", "scriptsig", "witness", "sequence", "is_pegin", "prevout"}
+VIN_KEYS = {"txid", "vout", "is_coinbase", "scriptsig", "witness", "sequence", "is_pegin", "prevout", "issuance"}
 STATUS_KEYS = {"confirmed", "block_height", "block_hash", "block_time"}
 
 
@@ -111,7 +111,8 @@ def test_esplora_shapes_and_values(tmp_path: Path) -> None:
         assert {o["scriptpubkey_type"] for o in t["vout"]} >= {"v0_p2wpkh", "fee"}
         assert t["vout"][0]["scriptpubkey"] == p2wpkh_for(bob).hex()
         assert t["vout"][0]["asset"] == solo.asset[::-1].hex()
-        assert all("valuecommitment" not in o and "pegout" not in o for o in t["vout"])
+        assert all("valuecommitment" not in o and o["pegout"] is None for o in t["vout"])
+        assert vin["issuance"] is None
         header = node.chain.header_at(height)
         assert t["status"] == {
             "confirmed": True,
@@ -368,3 +369,27 @@ def test_health_is_503_once_the_node_stops(tmp_path: Path) -> None:
             _is_error(await c.get("/health"), 503, "NotRunning")
 
     asyncio.run(main())
+
+
+def test_vout_shapes_for_pegout_and_confidential_outputs() -> None:
+    from consensus.mainchain import REGTEST
+    from consensus.standard import pegout_script
+    from consensus.transaction import ConfidentialAsset, ConfidentialValue, TxOut
+    from functionary import api_views
+
+    genesis = bytes(range(32))
+    dest = bytes((0, 20)) + b"\x11" * 20
+    out = TxOut.explicit(b"\x22" * 32, 5_000, pegout_script(genesis, dest))
+    v = api_views.vout_json(out, REGTEST)
+    assert v["scriptpubkey_type"] == "op_return" and v["value"] == 5_000
+    assert v["pegout"]["genesis_hash"] == genesis[::-1].hex()
+    assert v["pegout"]["scriptpubkey"] == dest.hex()
+    assert v["pegout"]["scriptpubkey_address"].startswith(REGTEST.bech32_hrp + "1q")
+
+    blinded = TxOut(
+        ConfidentialAsset(b"\x0a" + b"\x33" * 32), ConfidentialValue(b"\x08" + b"\x44" * 32), script_pubkey=dest
+    )
+    b = api_views.vout_json(blinded, REGTEST)
+    assert "value" not in b and "asset" not in b
+    assert b["valuecommitment"] == "08" + "44" * 32 and b["assetcommitment"] == "0a" + "33" * 32
+    assert b["pegout"] is None and b["scriptpubkey_type"] == "v0_p2wpkh"
