@@ -280,6 +280,7 @@ class PegRuntime:
         if tip == self._last_mainchain_tip:
             return
         self._last_mainchain_tip = tip
+        await self._recover_signed()
         live = sorted(self.ledger.live_payouts(), key=lambda r: r.seen_height)
         confirmed: list[tuple[int, BtcTransaction]] = []
         mined: set[bytes] = set()
@@ -306,6 +307,21 @@ class PegRuntime:
                 except WatchmenError as e:
                     event(self.log, "payout_confirm_failed", logging.WARNING, reason=type(e).__name__, detail=str(e))
             await asyncio.to_thread(self.storage.peg_put, LEDGER_KEY, self.ledger.serialize())
+
+    async def _recover_signed(self) -> None:
+        """A payout this watchman signed but never saw completed (it was down
+        when the leader sent ``PayoutComplete``) is recorded once the
+        mainchain holds it, so the ledger follows it to confirmation rather
+        than owing its peg-outs forever and refusing to spend its change."""
+        for p in self.watchman.state.signed:
+            if self.ledger.payout(p.tx.txid) is not None or self.ledger.is_settled(p.tx):
+                continue
+            try:
+                await self.rpc.call("getrawtransaction", p.tx.txid_hex, True)
+            except MainchainError:
+                continue  # not in the mempool nor a block: nothing to record
+            event(self.log, "payout_recovered", txid=p.tx.txid_hex)
+            await self._record(p.tx)
 
     def status(self) -> dict[str, Any]:
         r = self.ledger.reserves()
