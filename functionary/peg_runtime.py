@@ -42,6 +42,7 @@ from .watchmen.messages import (
 from .watchmen.params import WatchmenParams
 from .watchmen.payout import feerate_from_estimate, payout_due, plan_payout
 from .watchmen.signing import PersistSignerState, SendSignatures, SignerState, Watchman, coins_of, combine
+from .watchmen.txmath import MainOutPoint
 
 if TYPE_CHECKING:
     from coincurve import PrivateKey
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from .storage import Storage
 
 MAINCHAIN_POLL_SECONDS = 2.0
+SCAN_BACK = 144
+"""Mainchain blocks scanned for federation spends when a member starts."""
 PAYOUT_MESSAGE_TYPES = range(0x50, 0x54)
 
 
@@ -92,6 +95,7 @@ class PegRuntime:
         self._must_conflict: dict[bytes, BtcTransaction] = {}
         self._mined: set[bytes] = set()
         self._last_mainchain_tip = -1
+        self._scanned = -1
 
     async def load(self) -> None:
         raw = await asyncio.to_thread(self.storage.peg_get, LEDGER_KEY)
@@ -281,6 +285,7 @@ class PegRuntime:
             return
         self._last_mainchain_tip = tip
         await self._recover_signed()
+        await self._scan_blocks(tip)
         live = sorted(self.ledger.live_payouts(), key=lambda r: r.seen_height)
         confirmed: list[tuple[int, BtcTransaction]] = []
         mined: set[bytes] = set()
@@ -307,6 +312,53 @@ class PegRuntime:
                 except WatchmenError as e:
                     event(self.log, "payout_confirm_failed", logging.WARNING, reason=type(e).__name__, detail=str(e))
             await asyncio.to_thread(self.storage.peg_put, LEDGER_KEY, self.ledger.serialize())
+
+    async def _scan_blocks(self, tip: int) -> None:
+        """Spends of federation coins in new mainchain blocks. A payout this
+        member never heard of (it was down for the whole round) is recorded,
+        so its ledger follows the federation's; a spend that is no payout
+        (the emergency keys, or worse) is the spent_elsewhere alarm."""
+        start = self._scanned if self._scanned >= 0 else max(0, tip - SCAN_BACK)
+        for height in range(start + 1, tip + 1):
+            block = await self.rpc.call("getblock", await self.rpc.call("getblockhash", height), 2)
+            for entry in block["tx"]:
+                spends = [
+                    MainOutPoint(bytes.fromhex(v["txid"])[::-1], int(v["vout"])) for v in entry["vin"] if "txid" in v
+                ]
+                ours = [op for op in spends if self.ledger.utxo(op) is not None]
+                if not ours:
+                    continue
+                try:
+                    tx = BtcTransaction.parse(bytes.fromhex(entry["hex"]))
+                except (ParseError, ValueError):
+                    continue
+                if self.ledger.payout(tx.txid) is not None:
+                    continue
+                async with self.lock:
+                    if self._is_payout(tx):
+                        event(self.log, "payout_seen_on_mainchain", txid=tx.txid_hex, height=height)
+                        await self._record_locked(tx)
+                    else:
+                        for op in ours:
+                            self.ledger.spent_elsewhere(op, tx.txid)
+                        event(
+                            self.log,
+                            "federation_coin_spent_elsewhere",
+                            logging.ERROR,
+                            txid=tx.txid_hex,
+                            height=height,
+                            coins=len(ours),
+                        )
+                        await asyncio.to_thread(self.storage.peg_put, LEDGER_KEY, self.ledger.serialize())
+            self._scanned = height
+
+    def _is_payout(self, tx: BtcTransaction) -> bool:
+        """Every input a federation coin, every output a peg-out the ledger
+        knows or change back to the federation."""
+        if any(self.ledger.utxo(MainOutPoint.of(i)) is None for i in tx.inputs):
+            return False
+        matches = self.ledger.match_outputs(tx, self.ledger.conflicting_payouts(tx))
+        return all(pid is not None or why == "change" for pid, why in matches)
 
     async def _recover_signed(self) -> None:
         """A payout this watchman signed but never saw completed (it was down
