@@ -96,6 +96,7 @@ class PegRuntime:
         self._mined: set[bytes] = set()
         self._last_mainchain_tip = -1
         self._scanned = -1
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def load(self) -> None:
         raw = await asyncio.to_thread(self.storage.peg_get, LEDGER_KEY)
@@ -146,7 +147,25 @@ class PegRuntime:
             problems="; ".join(problems),
         )
         if payout_due(height, self.params) and height % self.n == self.member:
-            asyncio.get_running_loop().create_task(self._lead(height))
+            # Keep a strong reference: the event loop holds tasks weakly, and a
+            # round's task suspended on RPC could otherwise be collected and
+            # vanish without a trace.
+            task = asyncio.get_running_loop().create_task(self._lead(height), name=f"payout-round-{height}")
+            self._tasks.add(task)
+            task.add_done_callback(self._round_done)
+
+    def _round_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            event(
+                self.log,
+                "payout_round_failed",
+                logging.ERROR,
+                task=task.get_name(),
+                reason=type(e).__name__,
+                detail=str(e),
+            )
 
     # -- leading a payout round -----------------------------------------------------------
 
@@ -170,6 +189,7 @@ class PegRuntime:
                 event(self.log, "payout_plan_failed", logging.WARNING, reason=type(e).__name__, detail=str(e))
                 return
             if plan is None:
+                event(self.log, "payout_round_idle", logging.DEBUG, height=height)
                 return
             tx = plan.tx
             self._collecting = {tx.txid: (tx, {})}
