@@ -283,20 +283,10 @@ def _start_mainchain(data: Path, port: int) -> tuple[subprocess.Popen[bytes], Ma
     return proc, rpc, password
 
 
-def devnet(args: argparse.Namespace) -> int:
-    from .bitcoind import BitcoinRpc, MainchainError
-
-    data = Path(args.data).resolve()
-    fed_file = data / "federation.json"
-    data.mkdir(parents=True, exist_ok=True)
-    chain_proc, chain_rpc, chain_password = _start_mainchain(data, args.mainchain_port)
-    mainchain = BitcoinRpc(chain_rpc.url, user="devnet", password=chain_password, timeout=10.0)
-    try:
-        mainchain.wait_ready(timeout=30)
-    except MainchainError as e:
-        chain_proc.kill()
-        print(f"devnet: the regtest mainchain did not start: {e}", file=sys.stderr)
-        return 1
+def _devnet_federation(
+    args: argparse.Namespace, data: Path, fed_file: Path, mainchain: Any, chain_rpc: MainchainRpc
+) -> Federation:
+    """Fund the mainchain and load (or create) the devnet's federation."""
     miner = mainchain.getnewaddress()
     if mainchain.getblockcount() < 101:
         mainchain.generatetoaddress(101 - mainchain.getblockcount(), miner)
@@ -317,6 +307,34 @@ def devnet(args: argparse.Namespace) -> int:
             mainchain_rpc=chain_rpc,
         )
         print(f"devnet: created a {args.threshold}-of-{args.members} federation in {data}")
+    return federation
+
+
+def devnet(args: argparse.Namespace) -> int:
+    from .bitcoind import BitcoinRpc, MainchainError
+
+    data = Path(args.data).resolve()
+    fed_file = data / "federation.json"
+    data.mkdir(parents=True, exist_ok=True)
+    chain_proc, chain_rpc, chain_password = _start_mainchain(data, args.mainchain_port)
+    mainchain = BitcoinRpc(chain_rpc.url, user="devnet", password=chain_password, timeout=10.0)
+    try:
+        mainchain.wait_ready(timeout=30)
+    except MainchainError as e:
+        chain_proc.kill()
+        print(f"devnet: the regtest mainchain did not start: {e}", file=sys.stderr)
+        return 1
+    try:
+        federation = _devnet_federation(args, data, fed_file, mainchain, chain_rpc)
+    except BaseException:
+        # Setup failed after the mainchain started: never leave it running.
+        chain_proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            chain_proc.wait(10)
+        if chain_proc.poll() is None:
+            chain_proc.kill()
+        raise
+    miner = mainchain.getnewaddress()
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     for i in range(federation.n):
