@@ -113,11 +113,11 @@ def create_app(node: FunctionaryNode) -> FastAPI:
 
     @app.get("/blocks/tip/height", response_class=PlainTextResponse)
     async def tip_height() -> str:
-        return str(node.chain.tip_height)
+        return str(node.tip_height)
 
     @app.get("/blocks/tip/hash", response_class=PlainTextResponse)
     async def tip_hash() -> str:
-        return node.chain.tip_hash[::-1].hex()
+        return node.tip_hash[::-1].hex()
 
     @app.get("/block-height/{height}", response_class=PlainTextResponse)
     async def block_height(height: str) -> str:
@@ -226,11 +226,11 @@ def create_app(node: FunctionaryNode) -> FastAPI:
 
     @app.get("/blocks")
     async def blocks_tip() -> list[dict[str, Any]]:
-        return await _blocks(node.chain.tip_height)
+        return await _blocks(node.tip_height)
 
     @app.get("/blocks/{start_height}")
     async def blocks_from(start_height: str) -> list[dict[str, Any]]:
-        return await _blocks(min(_parse_height(start_height), node.chain.tip_height))
+        return await _blocks(min(_parse_height(start_height), node.tip_height))
 
     async def _blocks(start: int) -> list[dict[str, Any]]:
         lo = max(0, start - BLOCKS_PAGE + 1)
@@ -254,7 +254,7 @@ def create_app(node: FunctionaryNode) -> FastAPI:
         except IndexError:
             in_best = False
         next_best = None
-        if in_best and h < node.chain.tip_height:
+        if in_best and h < node.tip_height:
             next_best = views.hx(node.chain.header_at(h + 1).hash)
         return {"in_best_chain": in_best, "height": h, "next_best": next_best}
 
@@ -486,7 +486,7 @@ def create_app(node: FunctionaryNode) -> FastAPI:
                 "stage": "in_sidechain_block",
                 "height": e.sidechain_height,
                 "block_hash": views.hx(blk.hash) if blk is not None else None,
-                "depth": node.chain.tip_height - e.sidechain_height + 1,
+                "depth": node.tip_height - e.sidechain_height + 1,
             }
         ]
         status = state.status.value
@@ -544,7 +544,7 @@ def create_app(node: FunctionaryNode) -> FastAPI:
 
     def _scan_pegin(op: OutPoint) -> tuple[int, bytes, bytes, int, int | None] | None:
         # The peg ledger keeps no claim txid: scan the chain, newest first.
-        top = node.chain.tip_height
+        top = node.tip_height
         h = top
         while h >= 1 and top - h < MAX_PEGIN_SCAN:
             lo = max(1, h - 99)
@@ -567,7 +567,7 @@ def create_app(node: FunctionaryNode) -> FastAPI:
         body = {
             "status": "ok" if _running() else "stopped",
             "member": node.member,
-            "tip": {"height": node.chain.tip_height, "hash": node.chain.tip_hash[::-1].hex()},
+            "tip": {"height": node.tip_height, "hash": node.tip_hash[::-1].hex()},
             "peers_connected": len(node.network.connected_peers()),
         }
         if not _running():
@@ -577,7 +577,7 @@ def create_app(node: FunctionaryNode) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         m = views.Metrics()
-        m.add("functionary_tip_height", "gauge", "Height of the best block.", node.chain.tip_height)
+        m.add("functionary_tip_height", "gauge", "Height of the best block.", node.tip_height)
         m.add("functionary_round_height", "gauge", "Height the signer is working on.", node.machine.height)
         m.add("functionary_round", "gauge", "Consensus round at the current height.", node.machine.round)
         fed = node.federation

@@ -232,6 +232,7 @@ class FunctionaryNode:
         self.mainchain: BitcoindView | None = None
         self.pegin: MemberPegInVerifier | None = None
         self.peg: PegRuntime | None = None
+        self._stored_tip: tuple[int, bytes] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -566,6 +567,7 @@ class FunctionaryNode:
         else:
             await self._store_block(block, undo, signers, evicted, None)
         self.mempool.remove(evicted)
+        self._stored_tip = (header.height, block.hash)
         now = self.clock()
         self.stats.commits += 1
         self.stats.last_commit_at = now
@@ -663,12 +665,24 @@ class FunctionaryNode:
                 # There may be more: keep asking the same peer.
                 self._request_blocks(item.peer)
 
+    # -- what readers see -----------------------------------------------------------------
+
+    @property
+    def tip_height(self) -> int:
+        """The tip as stored: the chain state connects a block just before
+        storage has it, and readers must never see a height they cannot fetch."""
+        return self._stored_tip[0] if self._stored_tip is not None else self.chain.tip_height
+
+    @property
+    def tip_hash(self) -> bytes:
+        return self._stored_tip[1] if self._stored_tip is not None else self.chain.tip_hash
+
     # -- status ----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         return {
             "member": self.member,
-            "tip": {"height": self.chain.tip_height, "hash": self.chain.tip_hash[::-1].hex()},
+            "tip": {"height": self.tip_height, "hash": self.tip_hash[::-1].hex()},
             "round": {"height": self.machine.height, "round": self.machine.round},
             "peers_connected": sorted(self.network.connected_peers()),
             "mempool": {"count": len(self.mempool), "weight": self.mempool.total_weight},

@@ -596,6 +596,15 @@ class MemberApi:
     def _request(self, method: str, path: str, body: str | None = None) -> httpx.Response:
         try:
             response = self._client.request(method, self.url + path, content=body)
+        except (httpx.ReadError, httpx.RemoteProtocolError) as e:
+            # A kept-alive connection the server closed as we reused it: a GET
+            # is safe to send again, once; a POST is not retried.
+            if method != "GET":
+                raise ApiUnreachable(self.url, f"{type(e).__name__}: {e}") from None
+            try:
+                response = self._client.request(method, self.url + path, content=body)
+            except httpx.HTTPError as e2:
+                raise ApiUnreachable(self.url, f"{type(e2).__name__}: {e2}") from None
         except httpx.HTTPError as e:
             raise ApiUnreachable(self.url, f"{type(e).__name__}: {e}") from None
         if response.status_code >= 400:
