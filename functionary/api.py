@@ -48,6 +48,8 @@ from consensus.serialize import ByteReader
 from consensus.transaction import OutPoint, Transaction, TxOut
 
 from . import api_views as views
+from .exchange_api import mount_exchange_api
+from .explorer import mount_explorer
 from .mempool import AlreadyInMempool, MempoolConflict, MempoolError, TxRejected
 
 if TYPE_CHECKING:
@@ -615,4 +617,8 @@ def create_app(node: FunctionaryNode) -> FastAPI:
             m.add("functionary_reserves_balanced", "gauge", "1 if federation coins match the ledger.", int(r.balanced))
         return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    # The exchange API and the explorer page live in their own modules; each
+    # adds its routes here so the error handlers above cover them too.
+    mount_exchange_api(app, node)
+    mount_explorer(app, node)
     return app
