@@ -48,9 +48,10 @@ from consensus.serialize import ByteReader
 from consensus.transaction import OutPoint, Transaction, TxOut
 
 from . import api_views as views
+from .api_errors import ApiError, error_response, mempool_rejection
 from .exchange_api import mount_exchange_api
 from .explorer import mount_explorer
-from .mempool import AlreadyInMempool, MempoolConflict, MempoolError, TxRejected
+from .mempool import MempoolError
 
 if TYPE_CHECKING:
     from .node import FunctionaryNode
@@ -63,16 +64,7 @@ MAX_PEGIN_SCAN = 100_000
 _OUTPOINT = re.compile(r"([0-9a-fA-F]{64}):([0-9]{1,10})")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+_error = error_response
 
 
 def _parse_hash(value: str) -> bytes:
@@ -102,7 +94,7 @@ def create_app(node: FunctionaryNode) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
-        return _error(e.status, e.code, e.message)
+        return _error(e.status, e.code, e.message, e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -189,14 +181,8 @@ def create_app(node: FunctionaryNode) -> FastAPI:
             raise ApiError(400, "ParseError", str(e)) from None
         try:
             entry = await node.submit_transaction(tx)
-        except TxRejected as e:
-            raise ApiError(400, e.reason, str(e)) from None
-        except MempoolConflict as e:
-            raise ApiError(409, "txn-mempool-conflict", str(e)) from None
-        except AlreadyInMempool as e:
-            raise ApiError(409, "txn-already-in-mempool", str(e)) from None
         except MempoolError as e:
-            raise ApiError(400, type(e).__name__, str(e)) from None
+            raise mempool_rejection(e) from None
         return entry.txid[::-1].hex()
 
     @app.get("/status")
