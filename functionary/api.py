@@ -49,7 +49,7 @@ from consensus.transaction import OutPoint, Transaction, TxOut
 
 from . import api_views as views
 from .api_errors import ApiError, error_response, mempool_rejection
-from .exchange_api import mount_exchange_api
+from .exchange_api import has_pegout, mount_exchange_api
 from .explorer import mount_explorer
 from .mempool import MempoolError
 
@@ -179,6 +179,10 @@ def create_app(node: FunctionaryNode) -> FastAPI:
             raise ApiError(400, "InvalidHex", "body must be the transaction in hex") from None
         except ParseError as e:
             raise ApiError(400, "ParseError", str(e)) from None
+        if node.federation.exchanges and has_pegout(tx):
+            # Where exchanges are registered, a peg-out is accepted only with
+            # an exchange's signature (POST /pegouts), never anonymously.
+            raise ApiError(403, "PegoutNeedsExchangeApi", "submit peg-out transactions to POST /pegouts")
         try:
             entry = await node.submit_transaction(tx)
         except MempoolError as e:
@@ -383,6 +387,10 @@ def create_app(node: FunctionaryNode) -> FastAPI:
                 "equivocation_tolerance": fp.equivocation_tolerance,
             },
             "peg": peg_json,
+            "exchanges": [
+                {"id": e.id, "api_pubkey": e.api_pubkey.hex(), "requests_per_minute": e.requests_per_minute}
+                for e in fed.exchanges
+            ],
             "chain_id": fed.chain_id.hex(),
         }
 

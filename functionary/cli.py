@@ -25,13 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from coincurve import PrivateKey
+from nacl.signing import SigningKey
 
 from consensus.errors import ConsensusError
 from consensus.hashes import hash160
 from consensus.mainchain import REGTEST
 from consensus.peg import PakEntry, PegParams
 
-from .config import ConfigError, Federation, MainchainRpc, MemberConfig, MemberInfo, MemberKeys, PegSettings
+from .config import (
+    ConfigError,
+    ExchangeInfo,
+    Federation,
+    MainchainRpc,
+    MemberConfig,
+    MemberInfo,
+    MemberKeys,
+    PegSettings,
+)
 from .errors import FunctionaryError
 
 EXIT_USAGE = 2
@@ -79,9 +89,10 @@ def init_federation(
         fd = os.open(out / "faucet.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"key": faucet.secret.hex(), "script_pubkey": faucet_script.hex(), "amount": free_coins}, f)
-    peg_settings = _make_peg(out, all_keys, threshold, peg) if peg is not None else None
+    peg_settings, exchanges = _make_peg(out, all_keys, threshold, peg) if peg is not None else (None, ())
     fed = Federation(
         peg=peg_settings,
+        exchanges=exchanges,
         members=tuple(
             MemberInfo(
                 index=i,
@@ -139,7 +150,9 @@ def _save_secret(path: Path, data: dict[str, Any]) -> None:
         json.dump(data, f, indent=2)
 
 
-def _make_peg(out: Path, keys: list[MemberKeys], block_threshold: int, opts: PegOptions) -> PegSettings:
+def _make_peg(
+    out: Path, keys: list[MemberKeys], block_threshold: int, opts: PegOptions
+) -> tuple[PegSettings, tuple[ExchangeInfo, ...]]:
     """Watchman keys come from the members' key files; the emergency keys and
     the exchanges' PAK keys are written to their own directories, to be
     handed to whoever holds them (never to the members)."""
@@ -152,13 +165,23 @@ def _make_peg(out: Path, keys: list[MemberKeys], block_threshold: int, opts: Peg
     os.chmod(out / "exchanges", 0o700)
     pak: list[PakEntry] = []
     names: list[str] = []
+    exchanges: list[ExchangeInfo] = []
     for i in range(opts.exchanges):
         online, offline = PrivateKey(os.urandom(32)), PrivateKey(os.urandom(32))
+        # The exchange API key is a separate Ed25519 key: it authenticates
+        # requests, while the PAK key authorizes peg-outs on the chain.
+        api_key = SigningKey.generate()
         names.append(f"exchange{i}")
         pak.append(PakEntry(online.public_key.format(), offline.public_key.format()))
+        exchanges.append(ExchangeInfo(id=names[-1], api_pubkey=bytes(api_key.verify_key)))
         _save_secret(
             out / "exchanges" / f"exchange{i}.json",
-            {"name": names[-1], "online_key": online.secret.hex(), "offline_pubkey": offline.public_key.format().hex()},
+            {
+                "name": names[-1],
+                "online_key": online.secret.hex(),
+                "offline_pubkey": offline.public_key.format().hex(),
+                "api_key": bytes(api_key).hex(),
+            },
         )
         # The offline key stays offline: it only ever signs a PAK list change.
         _save_secret(out / "exchanges" / f"exchange{i}.offline.json", {"offline_key": offline.secret.hex()})
@@ -172,7 +195,8 @@ def _make_peg(out: Path, keys: list[MemberKeys], block_threshold: int, opts: Peg
         params = _peg_params(watchmen, m, emergency, k_emergency, opts, tuple(pak))
     except (ValueError, ConsensusError) as e:
         raise ConfigError(f"peg options: {e}") from None
-    return PegSettings(params=params, pak_names=tuple(names), payout_interval=opts.payout_interval)
+    settings = PegSettings(params=params, pak_names=tuple(names), payout_interval=opts.payout_interval)
+    return settings, tuple(exchanges)
 
 
 def _peg_params(

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +227,46 @@ class PegSettings:
         return settings
 
 
+EXCHANGE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@dataclass(frozen=True)
+class ExchangeInfo:
+    """An exchange allowed to submit peg-outs through the exchange API.
+
+    API policy, not consensus: it stays out of the chain id, so registering an
+    exchange never splits the federation's chain."""
+
+    id: str
+    api_pubkey: bytes
+    """Ed25519 public key that signs the exchange's requests (32 bytes)."""
+    requests_per_minute: int = 60
+    burst: int = 10
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "api_pubkey": self.api_pubkey.hex(),
+            "requests_per_minute": self.requests_per_minute,
+            "burst": self.burst,
+        }
+
+    @classmethod
+    def from_json(cls, path: Path, raw: Any, i: int) -> "ExchangeInfo":
+        if not isinstance(raw, dict):
+            raise ConfigInvalid(f"{path}: exchanges[{i}]: must be an object")
+        f = _Fields(path, raw, f"exchanges[{i}].")
+        ident = f.get("id", str)
+        if not EXCHANGE_ID.fullmatch(ident):
+            raise ConfigInvalid(f"{path}: exchanges[{i}].id: 1 to 64 of A-Z a-z 0-9 _ . -")
+        return cls(
+            id=ident,
+            api_pubkey=f.hex("api_pubkey", 32),
+            requests_per_minute=f.int_range("requests_per_minute", 1, 1_000_000, 60),
+            burst=f.int_range("burst", 1, 1_000_000, 10),
+        )
+
+
 @dataclass(frozen=True)
 class Federation:
     members: tuple[MemberInfo, ...]
@@ -236,6 +277,7 @@ class Federation:
     initial_free_coins: int
     initial_free_coins_script: bytes
     peg: PegSettings | None = None
+    exchanges: tuple[ExchangeInfo, ...] = ()
 
     @property
     def n(self) -> int:
@@ -298,6 +340,7 @@ class Federation:
                 "equivocation_tolerance": fed.equivocation_tolerance,
             },
             **({"peg": self.peg.to_json()} if self.peg else {}),
+            **({"exchanges": [e.to_json() for e in self.exchanges]} if self.exchanges else {}),
             "chain_id": self.chain_id.hex(),
         }
 
@@ -337,7 +380,12 @@ class Federation:
             initial_free_coins=chain.int_range("initial_free_coins", 0, 21_000_000 * 100_000_000, 0),
             initial_free_coins_script=chain.hex("initial_free_coins_script", default=""),
             peg=PegSettings.from_json(path, top.get("peg", dict)) if "peg" in data else None,
+            exchanges=tuple(ExchangeInfo.from_json(path, e, i) for i, e in enumerate(top.get("exchanges", list, []))),
         )
+        if len({e.id for e in fed.exchanges}) != len(fed.exchanges):
+            raise ConfigInvalid(f"{path}: exchanges: ids must be unique")
+        if len({e.api_pubkey for e in fed.exchanges}) != len(fed.exchanges):
+            raise ConfigInvalid(f"{path}: exchanges: each exchange needs its own api_pubkey")
         try:
             params = fed.federation_params()
         except (ValueError, ConsensusError) as e:

@@ -21,13 +21,25 @@ name) as a stable, machine-readable reason.
     │   │   ├── FrameOutOfOrder         counter skipped ahead
     │   │   └── DecryptionFailed        the AEAD tag does not verify
     │   └── PeerIdle                    nothing received within the idle timeout
-    └── StorageError                    the durable database
-        ├── SchemaTooNew                written by a newer version of this software
-        ├── ChainMismatch               the database belongs to another chain
-        ├── CorruptDatabase             a stored invariant does not hold
-        ├── BlockConflict               commit_block not extending the tip, a duplicate
-        ├── UtxoNotFound                commit_block spending an output not stored
-        └── SignLockRegression          a sign-lock below the one already saved
+    ├── StorageError                    the durable database
+    │   ├── SchemaTooNew                written by a newer version of this software
+    │   ├── ChainMismatch               the database belongs to another chain
+    │   ├── CorruptDatabase             a stored invariant does not hold
+    │   ├── BlockConflict               commit_block not extending the tip, a duplicate
+    │   ├── UtxoNotFound                commit_block spending an output not stored
+    │   └── SignLockRegression          a sign-lock below the one already saved
+    └── ExchangeApiError                a refused POST /pegouts (status, code)
+        ├── ExchangeAuthError           401: who is asking could not be proven
+        │   ├── MissingAuthentication   a header absent or malformed
+        │   ├── UnknownExchange         an id not in federation.json "exchanges"
+        │   ├── StaleTimestamp          outside the five-minute window
+        │   ├── BadSignature            not signed by the exchange's key
+        │   └── ReplayedRequest         a signature already accepted
+        ├── RateLimited                 429: over the exchange's request budget
+        ├── BodyTooLarge                413: over the body limit (body unread)
+        ├── InvalidPegoutRequest        400: not {"tx": hex} or not a transaction
+        ├── NoPegout                    422: a transaction without a peg-out output
+        └── IdempotencyKeyReused        422: the key came with another request
 
 Every error carries only what is safe to log: indices, addresses, heights,
 counts, hex hashes. Never key material.
@@ -149,3 +161,70 @@ class UtxoNotFound(StorageError):
 
 class SignLockRegression(StorageError):
     """A sign-lock at a lower height than the one already saved."""
+
+
+# --- Exchange API ----------------------------------------------------------
+
+
+class ExchangeApiError(FunctionaryError):
+    """A peg-out request the exchange API refuses; ``status`` is its HTTP status."""
+
+    status = 400
+
+
+class ExchangeAuthError(ExchangeApiError):
+    """The request does not prove which registered exchange sent it."""
+
+    status = 401
+
+
+class MissingAuthentication(ExchangeAuthError):
+    """An authentication header is absent or malformed."""
+
+
+class UnknownExchange(ExchangeAuthError):
+    """The exchange id is not registered in the federation file."""
+
+
+class StaleTimestamp(ExchangeAuthError):
+    """The request's timestamp is outside the window around our clock."""
+
+
+class BadSignature(ExchangeAuthError):
+    """The signature does not verify under the exchange's key."""
+
+
+class ReplayedRequest(ExchangeAuthError):
+    """This exact signed request was accepted before (and carries no idempotency key)."""
+
+
+class RateLimited(ExchangeApiError):
+    """The exchange is over its request budget; ``retry_after`` in seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BodyTooLarge(ExchangeApiError):
+    """The body is over the limit; it was not read."""
+
+    status = 413
+
+
+class InvalidPegoutRequest(ExchangeApiError):
+    """The body is not ``{"tx": "<hex>"}`` holding one Elements transaction."""
+
+
+class NoPegout(ExchangeApiError):
+    """The transaction has no peg-out output: use POST /tx for it."""
+
+    status = 422
+
+
+class IdempotencyKeyReused(ExchangeApiError):
+    """The idempotency key was used before with a different request body."""
+
+    status = 422

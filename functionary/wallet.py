@@ -111,7 +111,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -120,6 +120,7 @@ from typing import Any
 import httpx
 import wallycore as wally
 from coincurve import PrivateKey, PublicKey
+from nacl.signing import SigningKey
 
 from confidential import (
     BlindedOutput,
@@ -155,6 +156,7 @@ from consensus.transaction import (
 from .bitcoind import BitcoinRpc, MainchainError, RpcInvalidAddressOrKey
 from .config import ConfigError, Federation, PegSettings
 from .errors import FunctionaryError
+from .exchange_api import sign_request
 
 WALLET_VERSION = 1
 COIN = 100_000_000
@@ -538,6 +540,8 @@ class ExchangeKey:
     name: str
     online_key: PrivateKey
     offline_pubkey: bytes
+    api_key: SigningKey | None = None
+    """Signs the exchange's requests to POST /pegouts (None: an old key file)."""
 
     def __repr__(self) -> str:  # never print key material
         return f"ExchangeKey({self.name!r}, online={self.online_pubkey.hex()})"
@@ -558,9 +562,10 @@ class ExchangeKey:
             online = PrivateKey(bytes.fromhex(data["online_key"]))
             offline = bytes.fromhex(data["offline_pubkey"])
             PakEntry(online.public_key.format(), offline)
+            api_key = SigningKey(bytes.fromhex(data["api_key"])) if "api_key" in data else None
         except (KeyError, TypeError, ValueError, ConsensusError) as e:
             raise ExchangeKeyError(f"{path}: not a PAK key file ({type(e).__name__}: {e})") from None
-        return cls(str(data.get("name", path.stem)), online, offline)
+        return cls(str(data.get("name", path.stem)), online, offline, api_key)
 
 
 def load_key_file(path: Path) -> PrivateKey:
@@ -593,16 +598,18 @@ class MemberApi:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, body: str | None = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, body: str | bytes | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         try:
-            response = self._client.request(method, self.url + path, content=body)
+            response = self._client.request(method, self.url + path, content=body, headers=headers)
         except (httpx.ReadError, httpx.RemoteProtocolError) as e:
             # A kept-alive connection the server closed as we reused it: a GET
             # is safe to send again, once; a POST is not retried.
             if method != "GET":
                 raise ApiUnreachable(self.url, f"{type(e).__name__}: {e}") from None
             try:
-                response = self._client.request(method, self.url + path, content=body)
+                response = self._client.request(method, self.url + path, content=body, headers=headers)
             except httpx.HTTPError as e2:
                 raise ApiUnreachable(self.url, f"{type(e2).__name__}: {e2}") from None
         except httpx.HTTPError as e:
@@ -613,7 +620,7 @@ class MemberApi:
                 code, message = str(err["code"]), str(err["message"])
             except (ValueError, KeyError, TypeError):
                 code, message = "HttpError", response.text[:200]
-            cls = TxRejected if method == "POST" and path == "/tx" else ApiError
+            cls = TxRejected if method == "POST" and path in ("/tx", "/pegouts") else ApiError
             raise cls(response.status_code, code, message)
         return response
 
@@ -656,6 +663,21 @@ class MemberApi:
             return Transaction.parse(bytes.fromhex(text.strip()))
         except (ParseError, ValueError) as e:
             raise ApiError(200, "BadResponse", f"transaction does not parse: {e}") from None
+
+    def post_pegout(self, tx: Transaction, exchange: ExchangeKey, chain_id: bytes, idempotency_key: str = "") -> bytes:
+        """Submit a peg-out as ``exchange`` through the exchange API (POST /pegouts)."""
+        if exchange.api_key is None:
+            raise ExchangeKeyError(f"{exchange.name!r} has no API key: its key file predates the exchange API")
+        body = json.dumps({"tx": tx.serialize().hex()}).encode()
+        headers = sign_request(exchange.api_key, chain_id, exchange.name, body, idempotency_key=idempotency_key)
+        response = self._request("POST", "/pegouts", body, headers)
+        try:
+            txid = str(response.json()["txid"])
+        except (ValueError, KeyError, TypeError):
+            txid = ""
+        if txid != tx.txid_hex:
+            raise ApiError(200, "BadResponse", f"POST /pegouts answered txid {txid[:80]!r}, not {tx.txid_hex}")
+        return tx.txid
 
     def post_tx(self, tx: Transaction) -> bytes:
         text = self._request("POST", "/tx", tx.serialize().hex()).text.strip()
@@ -1280,9 +1302,15 @@ class Wallet:
             fee = needed
         raise WalletError("the fee did not settle; try another fee rate")
 
-    def _submit(self, api: MemberApi, sent: SentTx, coins: Sequence[OutPoint]) -> None:
-        """Lock the inputs and remember the transaction (saved), then POST it;
-        on refusal unlock again."""
+    def _submit(
+        self,
+        api: MemberApi,
+        sent: SentTx,
+        coins: Sequence[OutPoint],
+        post: Callable[[Transaction], object] | None = None,
+    ) -> None:
+        """Lock the inputs and remember the transaction (saved), then POST it
+        (``post``, default POST /tx); on refusal unlock again."""
         txid = sent.txid
         for op in coins:
             self.utxos[op].locked_by = txid
@@ -1290,7 +1318,7 @@ class Wallet:
             self.pending[txid] = list(coins)
         self.save()
         try:
-            api.post_tx(sent.tx)
+            (post or api.post_tx)(sent.tx)
         except ApiError as e:
             unknown = isinstance(e, ApiUnreachable)
             if not unknown:
@@ -1516,7 +1544,14 @@ class Wallet:
         genesis = self.peg.parent_genesis_hash if parent_genesis is None else parent_genesis
         script = pak_pegout_script(genesis, destination, pubkey, proof)
         sent = self._fund([_Payment(script, amount, None)], fee_rate, blind_change=True)
-        self._submit(api, sent, [i.prevout for i in sent.tx.inputs])
+        post = None
+        if exchange.api_key is not None:
+            # Through the exchange API, signed; the txid as idempotency key
+            # makes a retry of this very transaction return the first answer.
+            def post(tx: Transaction) -> bytes:
+                return api.post_pegout(tx, exchange, self.chain_id, idempotency_key=tx.txid_hex)
+
+        self._submit(api, sent, [i.prevout for i in sent.tx.inputs], post)
         vout = next(i for i, o in enumerate(sent.tx.outputs) if parse_pegout(o.script_pubkey) is not None)
         return PegOutRecord(sent.tx, vout, amount, destination, address, pubkey, key_index, tweak, sent.fee)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -511,7 +512,18 @@ def test_pegout_refusals_by_the_wallet_and_by_the_chain(
         return refused.value.code
 
     pak = x.peg.pak
-    # An exchange outside the list, signing in the place of entry 0.
+    # Without an exchange API key the member takes no peg-out at all (POST
+    # /tx refuses it where exchanges are registered) ...
+    _, pubkey, tweak = x.next_pegout_key(outsider)
+    with pytest.raises(TxRejected) as anonymous:
+        x.submit_pegout(
+            api, pak_destination(pubkey, "p2wpkh"), COIN // 10, outsider,
+            pubkey=pubkey, tweak=tweak, pak_entries=(outsider.entry, *pak[1:]), pak_index=0,
+        )  # fmt: skip
+    assert (anonymous.value.status, anonymous.value.code) == (403, "PegoutNeedsExchangeApi")
+    # ... and through a registered exchange's API key, the chain still refuses
+    # a proof by a key pair outside the PAK list, signing in the place of entry 0.
+    outsider = dataclasses.replace(outsider, name=exchange.name, api_key=exchange.api_key)
     assert forced(outsider, (outsider.entry, *pak[1:]), 0, "p2wpkh", None) == "UnauthorizedPegOut"
     # A listed exchange, to garbage (OP_TRUE) and to a destination of another key.
     assert forced(exchange, pak, 0, "51", None) == "BadPegOutDestination"
