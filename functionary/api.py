@@ -45,11 +45,12 @@ from consensus.errors import ConsensusError, ParseError
 from consensus.hashes import merkle_branch
 from consensus.header import BlockHeader, solution_signers
 from consensus.serialize import ByteReader
-from consensus.transaction import OutPoint, Transaction, TxOut
+from consensus.transaction import OUTPOINT_INDEX_MASK, OutPoint, Transaction, TxOut
 
 from . import api_views as views
 from .api_errors import ApiError, error_response, mempool_rejection
 from .exchange_api import has_pegout, mount_exchange_api
+from . import openapi
 from .explorer import mount_explorer
 from .mempool import MempoolError
 
@@ -84,8 +85,11 @@ def _parse_height(value: str) -> int:
 
 def _parse_outpoint(value: str) -> tuple[bytes, int]:
     m = _OUTPOINT.fullmatch(value)
-    if m is None or int(m.group(2)) > 0xFFFFFFFF:
-        raise ApiError(400, "InvalidOutpoint", "an outpoint is TXID:VOUT (64 hex digits, a 32-bit index)")
+    # Elements keeps the top two bits of an input's index for its issuance
+    # and peg-in flags, so no output, and no claimable mainchain output, has
+    # an index above 2^30 - 1 (found by schemathesis: such an index was a 500).
+    if m is None or int(m.group(2)) > OUTPOINT_INDEX_MASK:
+        raise ApiError(400, "InvalidOutpoint", "an outpoint is TXID:VOUT (64 hex digits, an index below 2^30)")
     return bytes.fromhex(m.group(1))[::-1], int(m.group(2))
 
 
@@ -616,3 +620,4 @@ def create_app(node: FunctionaryNode) -> FastAPI:
     mount_exchange_api(app, node)
     mount_explorer(app, node)
     return app
+    openapi.install(app)
