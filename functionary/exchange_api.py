@@ -30,6 +30,10 @@ requests never spend an exchange's budget, so nobody can exhaust it in its name.
 
 ``POST /tx`` refuses transactions with peg-out outputs while exchanges are
 registered: on such a federation a peg-out enters only through here.
+
+Idempotency answers are kept in memory for a day. After a restart a retry is
+answered from the chain instead: the same transaction cannot be accepted
+twice, so it gets 200 with status "already_received" or "in_block".
 """
 
 from __future__ import annotations
