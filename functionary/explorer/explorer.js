@@ -53,7 +53,9 @@
         r = await fetch(path, { signal: ctl.signal, cache: "no-store", headers: { Accept: "application/json" } });
       } catch (e) {
         const timedOut = e.name === "AbortError";
-        throw new Unreachable(timedOut ? `${path}: no answer in ${REQUEST_TIMEOUT_MS / 1000} s` : "no answer");
+        throw new Unreachable(
+          timedOut ? `${path}: no answer in ${REQUEST_TIMEOUT_MS / 1000} s` : "the member does not answer",
+        );
       }
       let body = null;
       try {
@@ -71,14 +73,15 @@
 
   // A member without a peg answers /peg/status with 503 PegNotRunning: that
   // is a state to show, not a lost connection. Any other HTTP refusal is shown
-  // in the peg card too; only a failed connection makes the page "disconnected".
+  // in the peg card too; only a failed connection makes the page "disconnected"
+  // (and /status, asked at the same time, tells that anyway).
   async function getPeg() {
     try {
       return { ok: await getJson("peg/status") };
     } catch (e) {
-      if (e instanceof HttpError && e.status === 503) return { notRunning: e.detail || "no mainchain connection" };
-      if (e instanceof HttpError && e.status < 500) return { unavailable: e.message };
-      throw e;
+      if (!(e instanceof HttpError)) throw e;
+      if (e.status === 503 && e.code === "PegNotRunning") return { notRunning: e.detail };
+      return { unavailable: e.message };
     }
   }
 
@@ -312,7 +315,7 @@
         "tr",
         { "data-member": m.index },
         el("td", {}, el("span", { class: "badge signed" }, m.index)),
-        el("td", {}, m.name),
+        el("td", { class: "name" }, m.name),
         el("td", { class: "mono", title: m.signing_pubkey }, shortHash(m.signing_pubkey)),
         el("td", { class: "num" }, listed.length ? `${signedCount.get(m.index) || 0}/${listed.length}` : "—"),
         el("td", { class: self || peers.has(m.index) ? "ok" : "bad" }, link),
