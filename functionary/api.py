@@ -32,7 +32,9 @@ is JSON ``{"code": ..., "message": ...}`` with a 4xx status.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -93,8 +95,59 @@ def _parse_outpoint(value: str) -> tuple[bytes, int]:
     return bytes.fromhex(m.group(1))[::-1], int(m.group(2))
 
 
+class ImmutableCache:
+    """Answers that never change once a block is final (its JSON, header hex,
+    raw bytes), by (kind, block hash): least recently used first out, bounded
+    in entries and in bytes. Only blocks the member stores are cached, and a
+    stored block carries m signatures: it never leaves the chain."""
+
+    def __init__(self, max_entries: int = 8192, max_bytes: int = 64 << 20) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._d: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def get(self, kind: str, key: bytes) -> bytes | None:
+        value = self._d.get((kind, key))
+        if value is not None:
+            self._d.move_to_end((kind, key))
+        return value
+
+    def put(self, kind: str, key: bytes, value: bytes) -> bytes:
+        if len(value) > self.max_bytes:
+            return value
+        old = self._d.pop((kind, key), None)
+        if old is not None:
+            self.bytes -= len(old)
+        self._d[(kind, key)] = value
+        self.bytes += len(value)
+        while len(self._d) > self.max_entries or self.bytes > self.max_bytes:
+            _, dropped = self._d.popitem(last=False)
+            self.bytes -= len(dropped)
+        return value
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """What starlette's JSONResponse renders, once."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
+def _text(body: bytes) -> Response:
+    return Response(body, media_type="text/plain; charset=utf-8")
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
 def create_app(node: FunctionaryNode) -> FastAPI:
     app = FastAPI(title="Federation member API", version="0.1.0")
+    cache = ImmutableCache()
+    app.state.read_cache = cache
+    tip_text: tuple[int, bytes] = (-1, b"")
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
@@ -109,43 +162,62 @@ def create_app(node: FunctionaryNode) -> FastAPI:
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(e.status_code, "HttpError")
         return _error(e.status_code, code, str(e.detail))
 
+    # Hot read paths answer pre-encoded bytes as a plain Response: no
+    # pydantic serialization, no thread hop when the cache holds the answer.
+
     @app.get("/blocks/tip/height", response_class=PlainTextResponse)
-    async def tip_height() -> str:
-        return str(node.tip_height)
+    async def tip_height() -> Response:
+        nonlocal tip_text
+        h = node.tip_height
+        if tip_text[0] != h:
+            tip_text = (h, str(h).encode())
+        return _text(tip_text[1])
 
     @app.get("/blocks/tip/hash", response_class=PlainTextResponse)
-    async def tip_hash() -> str:
-        return node.tip_hash[::-1].hex()
+    async def tip_hash() -> Response:
+        return _text(node.tip_hash[::-1].hex().encode())
 
     @app.get("/block-height/{height}", response_class=PlainTextResponse)
-    async def block_height(height: str) -> str:
+    async def block_height(height: str) -> Response:
         h = _parse_height(height)
         if h == 0:
-            return node.chain.genesis.hash[::-1].hex()
-        stored = await asyncio.to_thread(node.storage.block_by_height, h)
-        if stored is None:
-            raise ApiError(404, "BlockNotFound", f"no block at height {h}")
-        return stored.hash[::-1].hex()
+            return _text(node.chain.genesis.hash[::-1].hex().encode())
+        key = h.to_bytes(8, "big")
+        hit = cache.get("height", key)
+        if hit is None:
+            stored = await asyncio.to_thread(node.storage.block_by_height, h)
+            if stored is None:
+                raise ApiError(404, "BlockNotFound", f"no block at height {h}")
+            hit = cache.put("height", key, stored.hash[::-1].hex().encode())
+        return _text(hit)
 
     @app.get("/block/{block_hash}/header", response_class=PlainTextResponse)
-    async def block_header(block_hash: str) -> str:
+    async def block_header(block_hash: str) -> Response:
         bh = _parse_hash(block_hash)
-        if bh == node.chain.genesis.hash:
-            return node.chain.genesis.header.serialize().hex()
-        stored = await asyncio.to_thread(node.storage.block_by_hash, bh)
-        if stored is None:
-            raise ApiError(404, "BlockNotFound", f"no block {block_hash}")
-        # Stored headers are parsed once more so only well-formed ones leave.
-        return BlockHeader.read(ByteReader(stored.header)).serialize().hex()
+        hit = cache.get("header", bh)
+        if hit is None:
+            if bh == node.chain.genesis.hash:
+                header = node.chain.genesis.header
+            else:
+                stored = await asyncio.to_thread(node.storage.block_by_hash, bh)
+                if stored is None:
+                    raise ApiError(404, "BlockNotFound", f"no block {block_hash}")
+                # Stored headers are parsed once more so only well-formed ones leave.
+                header = BlockHeader.read(ByteReader(stored.header))
+            hit = cache.put("header", bh, header.serialize().hex().encode())
+        return _text(hit)
 
     async def _stored_block(block_hash: str) -> bytes:
         bh = _parse_hash(block_hash)
+        hit = cache.get("raw", bh)
+        if hit is not None:
+            return hit
         if bh == node.chain.genesis.hash:
-            return node.chain.genesis.serialize()
+            return cache.put("raw", bh, node.chain.genesis.serialize())
         stored = await asyncio.to_thread(node.storage.block_by_hash, bh)
         if stored is None:
             raise ApiError(404, "BlockNotFound", f"no block {block_hash}")
-        return stored.raw
+        return cache.put("raw", bh, stored.raw)
 
     @app.get("/block/{block_hash}/raw")
     async def block_raw(block_hash: str) -> Response:
@@ -237,9 +309,13 @@ def create_app(node: FunctionaryNode) -> FastAPI:
             out.extend(Block.parse(b.raw) for b in stored if b.height <= start)
         return [_block_json(b) for b in reversed(out)]
 
-    @app.get("/block/{block_hash}")
-    async def block(block_hash: str) -> dict[str, Any]:
-        return _block_json(await _block_by_hash(block_hash))
+    @app.get("/block/{block_hash}", response_model=dict[str, Any])
+    async def block(block_hash: str) -> Response:
+        bh = _parse_hash(block_hash)
+        hit = cache.get("json", bh)
+        if hit is None:
+            hit = cache.put("json", bh, _json_bytes(_block_json(await _block_by_hash(block_hash))))
+        return _json(hit)
 
     @app.get("/block/{block_hash}/status")
     async def block_status(block_hash: str) -> dict[str, Any]:
@@ -619,5 +695,5 @@ def create_app(node: FunctionaryNode) -> FastAPI:
     # adds its routes here so the error handlers above cover them too.
     mount_exchange_api(app, node)
     mount_explorer(app, node)
-    return app
     openapi.install(app)
+    return app

@@ -14,7 +14,7 @@ import httpx
 from coincurve import PrivateKey
 
 from consensus.hashes import merkle_root_from_branch
-from functionary.api import create_app
+from functionary.api import ImmutableCache, create_app
 from functionary.cli import PegOptions, init_federation
 from functionary.config import Federation, MemberConfig, MemberKeys
 from functionary.node import FunctionaryNode
@@ -393,3 +393,71 @@ def test_vout_shapes_for_pegout_and_confidential_outputs() -> None:
     assert "value" not in b and "asset" not in b
     assert b["valuecommitment"] == "08" + "44" * 32 and b["assetcommitment"] == "0a" + "33" * 32
     assert b["pegout"] is None and b["scriptpubkey_type"] == "v0_p2wpkh"
+
+
+def test_cached_read_paths_answer_as_uncached_and_follow_the_tip(tmp_path: Path) -> None:
+    """/block/:hash, its header and raw bytes and /block-height/:h come from a
+    bounded cache once read: the same bytes as the first (stored) answer,
+    served with storage unreachable; the tip height is never stale; misses
+    keep the JSON errors."""
+
+    async def body(solo: Solo, c: httpx.AsyncClient) -> None:
+        node = solo.node
+        await _wait(lambda: node.tip_height >= 3, 10, "three blocks")
+        paths = []
+        for h in range(node.tip_height + 1):
+            bh = (await c.get(f"/block-height/{h}")).text
+            paths += [f"/block-height/{h}", f"/block/{bh}", f"/block/{bh}/header", f"/block/{bh}/raw"]
+        first = {p: await c.get(p) for p in paths}
+        assert all(r.status_code == 200 for r in first.values())
+        for p, r in first.items():
+            if p.startswith("/block/") and p.count("/") == 2:
+                assert r.headers["content-type"] == "application/json" and set(r.json()) == BLOCK_KEYS
+                assert r.json()["id"] == p.rsplit("/", 1)[1]
+            elif p.endswith("/raw"):
+                assert r.headers["content-type"] == "application/octet-stream"
+            else:
+                assert r.headers["content-type"] == "text/plain; charset=utf-8"
+
+        def unreachable(*_: object) -> None:
+            raise AssertionError("storage read on a cache hit")
+
+        saved = node.storage.block_by_hash, node.storage.block_by_height
+        node.storage.block_by_hash = unreachable  # type: ignore[method-assign]
+        node.storage.block_by_height = unreachable  # type: ignore[method-assign]
+        try:
+            for p, r in first.items():
+                again = await c.get(p)
+                assert (again.status_code, again.content, again.headers["content-type"]) == (
+                    200,
+                    r.content,
+                    r.headers["content-type"],
+                ), p
+        finally:
+            node.storage.block_by_hash, node.storage.block_by_height = saved
+        # Unknown and malformed hashes are not cached into answers.
+        _is_error(await c.get("/block/" + "00" * 32), 404, "BlockNotFound")
+        _is_error(await c.get("/block/" + "00" * 32), 404, "BlockNotFound")
+        _is_error(await c.get("/block/" + "zz" * 32 + "/header"), 400, "InvalidHash")
+        # The tip height follows new blocks.
+        seen = int((await c.get("/blocks/tip/height")).text)
+        await _wait(lambda: node.tip_height > seen, 10, "a new block")
+        assert int((await c.get("/blocks/tip/height")).text) == node.tip_height > seen
+
+    _run(Solo(tmp_path), body)
+
+
+def test_immutable_cache_is_bounded_in_entries_and_bytes() -> None:
+    cache = ImmutableCache(max_entries=3, max_bytes=100)
+    for i in range(3):
+        cache.put("json", bytes([i]), b"x" * 10)
+    assert cache.get("json", b"\x00") == b"x" * 10  # now the most recently used
+    cache.put("json", b"\x03", b"y" * 10)
+    assert (len(cache), cache.get("json", b"\x01")) == (3, None)  # the least recently used left
+    assert cache.get("json", b"\x00") is not None and cache.get("raw", b"\x00") is None
+    cache.put("raw", b"\x09", b"z" * 90)
+    assert cache.bytes <= 100 and cache.get("raw", b"\x09") == b"z" * 90
+    assert cache.put("raw", b"\x0a", b"w" * 101) == b"w" * 101 and cache.get("raw", b"\x0a") is None
+    cache.put("raw", b"\x09", b"v" * 5)
+    assert cache.get("raw", b"\x09") == b"v" * 5
+    assert cache.bytes == sum(len(v) for v in cache._d.values())
