@@ -468,9 +468,11 @@ def test_pegout_refusals_on_the_devnet(devnet: Devnet) -> None:
     address = devnet.cli("refuser", "pegout-address", "--pak-key", str(outsider_file))["address"]
     status, err = devnet.cli_refused("refuser", "pegout", address, "0.1", "--pak-key", str(outsider_file))
     assert status == 2 and "ExchangeNotInPak" in err
-    # ... and the chain, when forced, answers POST /tx with 400 and its code.
+    # ... and the chain, when forced through a registered exchange's API key
+    # (POST /pegouts), answers 400 with its code.
     wallet = Wallet.open(devnet.wallet("refuser"))
-    outsider = ExchangeKey.load(outsider_file)
+    registered = ExchangeKey.load(Path(exchange))
+    outsider = dataclasses.replace(ExchangeKey.load(outsider_file), name=registered.name, api_key=registered.api_key)
     with MemberApi(devnet.api_urls[0]) as api:
         wallet.sync(api)
         before = wallet.balance()
