@@ -47,12 +47,13 @@ from consensus.errors import ConsensusError, ParseError
 from consensus.hashes import merkle_branch
 from consensus.header import BlockHeader, solution_signers
 from consensus.serialize import ByteReader
+from consensus.standard import parse_pegout
 from consensus.transaction import OUTPOINT_INDEX_MASK, OutPoint, Transaction, TxOut
 
 from . import api_views as views
+from . import openapi
 from .api_errors import ApiError, error_response, mempool_rejection
 from .exchange_api import has_pegout, mount_exchange_api
-from . import openapi
 from .explorer import mount_explorer
 from .mempool import MempoolError
 
@@ -548,6 +549,10 @@ def create_app(node: FunctionaryNode) -> FastAPI:
     @app.get("/pegouts/{outpoint}")
     async def pegout(outpoint: str) -> dict[str, Any]:
         t, vout = _parse_outpoint(outpoint)
+        # Received but in no block yet: the mempool knows, the peg need not run.
+        received = _received_pegout(t, vout)
+        if received is not None:
+            return received
         peg = _peg_runtime()
         ledger = peg.ledger
         pid = OutPoint(t, vout)
@@ -585,6 +590,26 @@ def create_app(node: FunctionaryNode) -> FastAPI:
             "payable": e.payable,
             "status": status,
             "stages": stages,
+        }
+
+    def _received_pegout(txid: bytes, vout: int) -> dict[str, Any] | None:
+        """A peg-out still in the mempool: received, in no block yet."""
+        entry = next((m for m in node.mempool.entries() if m.txid == txid), None) if txid in node.mempool else None
+        if entry is None or vout >= len(entry.tx.outputs):
+            return None
+        out = entry.tx.outputs[vout]
+        parsed = parse_pegout(out.script_pubkey)
+        if parsed is None:
+            return None
+        hrp = parent.bech32_hrp if parent is not None else ""
+        return {
+            "id": f"{views.hx(txid)}:{vout}",
+            "amount": out.value.amount if out.value.is_explicit else None,
+            "destination": parsed.parent_script.hex(),
+            "destination_address": views.segwit_address(hrp, parsed.parent_script) if hrp else None,
+            "payable": None,
+            "status": "received",
+            "stages": [{"stage": "received", "in_mempool": True}],
         }
 
     @app.get("/pegins/{outpoint}")

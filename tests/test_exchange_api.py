@@ -28,6 +28,7 @@ from nacl.signing import SigningKey
 from consensus.peg import pak_destinations, pak_pegout_script, whitelist_proof
 from consensus.transaction import OutPoint, Transaction
 from functionary.api import create_app
+from functionary.cli import PegOptions, init_federation
 from functionary.config import ExchangeInfo
 from functionary.errors import (
     BadSignature,
@@ -49,7 +50,7 @@ from functionary.exchange_api import (
 from functionary.txbuild import Coin, build_p2wpkh_spend, p2wpkh_for
 from functionary.wallet import ExchangeKey, pak_pegout_key
 from tests.test_api import PegSolo, _is_error
-from tests.test_runtime import _wait
+from tests.test_runtime import FREE, _free_port, _wait
 
 CHAIN = b"\xc4" * 32
 KEY = SigningKey(b"\x01" * 32)
@@ -190,8 +191,14 @@ def test_idempotency_answers_are_kept_per_key_and_body() -> None:
 
 
 class ExchangeSolo(PegSolo):
-    def __init__(self, tmp: Path) -> None:
-        super().__init__(tmp)
+    def __init__(self, tmp: Path, block_interval: float = 0.2) -> None:
+        self.dir = tmp
+        init_federation(
+            tmp, 1, 1, p2p_port=_free_port(), api_port=_free_port(), block_interval=block_interval,
+            round_timeout=1.0, free_coins=FREE, peg=PegOptions(),
+        )  # fmt: skip
+        faucet = json.loads((tmp / "faucet.json").read_text())
+        self.faucet = PrivateKey(bytes.fromhex(faucet["key"]))
         self.exchange = ExchangeKey.load(tmp / "exchanges" / "exchange0.json")
         assert self.exchange.api_key is not None
         self.api_key: SigningKey = self.exchange.api_key
@@ -383,3 +390,33 @@ def test_rate_limit_counts_only_authenticated_requests(tmp_path: Path) -> None:
         assert 1 <= int(r.headers["retry-after"]) <= 2
 
     _run(tmp_path, body)
+
+
+def test_a_peg_out_in_the_mempool_reads_as_received(tmp_path: Path) -> None:
+    """/pegouts/:id before any block: no block comes for an hour here."""
+    solo = ExchangeSolo(tmp_path, block_interval=3600)
+
+    async def main() -> None:
+        node = await solo.start()
+        try:
+            app = create_app(node)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://member") as c:
+                tx = solo.pegout_tx(solo.genesis_coin())
+                raw = _body(tx)
+                assert (await c.post("/pegouts", content=raw, headers=solo.headers(raw))).status_code == 202
+                r = await c.get(f"/pegouts/{tx.txid_hex}:0")
+                assert r.status_code == 200, r.text
+                got = r.json()
+                assert (got["status"], got["amount"], got["stages"]) == (
+                    "received",
+                    20_000_000,
+                    [{"stage": "received", "in_mempool": True}],
+                )
+                assert got["destination_address"].startswith("bcrt1q")
+                # The change output is no peg-out; without a peg runtime, 503.
+                _is_error(await c.get(f"/pegouts/{tx.txid_hex}:1"), 503, "PegNotRunning")
+                assert node.tip_height == 0
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
