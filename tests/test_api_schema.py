@@ -11,53 +11,27 @@ The seed is printed and can be fixed with SCHEMATHESIS_SEED to replay a run.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.federation import free_ports
+from tests.devnet import running_devnet, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "60"))
-
-
-def _wait(pred, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def member_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("schema") / "devnet"
-    ports = free_ports(3)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "functionary", "devnet", "--members", "1", "--threshold", "1",
-         "--block-interval", "1", "--data", str(data), "--api-port", str(ports[0]), "--p2p-port", str(ports[1]),
-         "--mainchain-port", str(ports[2]), "--mainchain-block-interval", "0", "--pegin-min-depth", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        info = _wait(
-            lambda: (data / "devnet.json").exists() and json.loads((data / "devnet.json").read_text()),
-            60,
-            "devnet.json",
-        )
-        url = info["members"][0]["api"] if "members" in info else f"http://127.0.0.1:{ports[0]}"
+    args = ("--block-interval", "1", "--mainchain-block-interval", "0", "--pegin-min-depth", "2")
+    with running_devnet(data, 1, 1, *args) as (_, info):
+        url = info["members"][0]["api"]
 
         def past_genesis() -> bool:
             try:
@@ -65,16 +39,8 @@ def member_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
             except (httpx.HTTPError, ValueError):
                 return False
 
-        _wait(past_genesis, 60, "the member past genesis")
+        wait_for(past_genesis, 60, "the member past genesis")
         yield url, data
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
 
 
 def test_schemathesis_finds_no_server_error(member_url: tuple[str, Path], tmp_path: Path) -> None:

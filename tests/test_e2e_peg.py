@@ -29,14 +29,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -57,22 +56,7 @@ from functionary.wallet import (
     pak_pegout_key,
     pegout_spending_key,
 )
-from tests.federation import free_ports
-
-ROOT = Path(__file__).resolve().parents[1]
-T = TypeVar("T")
-
-
-def wait_for(pred: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
+from tests.devnet import ROOT, running_devnet, wait_for
 
 # --- The devnet ----------------------------------------------------------------------------
 
@@ -127,35 +111,15 @@ class Devnet:
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    base = tmp_path_factory.mktemp("e2e")
-    data = base / "devnet"
-    ports = free_ports(7)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "functionary", "devnet", "--members", "3", "--threshold", "2",
-         "--block-interval", "1", "--data", str(data), "--api-port", str(ports[0]), "--p2p-port", str(ports[3]),
-         "--mainchain-port", str(ports[6]), "--mainchain-block-interval", "0", "--pegin-min-depth", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        info = wait_for(
-            lambda: (data / "devnet.json").exists() and json.loads((data / "devnet.json").read_text()),
-            60,
-            "devnet.json",
-        )
+    data = tmp_path_factory.mktemp("e2e") / "devnet"
+    args = ("--block-interval", "1", "--mainchain-block-interval", "0", "--pegin-min-depth", "2")
+    with running_devnet(data, 3, 2, *args) as (proc, info):
         mc = info["mainchain"]
         rpc = BitcoinRpc(mc["rpc_url"], user=mc["rpc_user"], password=mc["rpc_password"], timeout=30)
         net = Devnet(data, proc, info, rpc)
         wait_for(lambda: min(net.heights()) >= 1, 90, "every member past genesis")
         yield net
         rpc.close()
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
 
 
 # --- Steps ---------------------------------------------------------------------------------
