@@ -10,9 +10,12 @@ real member's API over HTTP and runs the command itself.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -22,18 +25,23 @@ from consensus.block import Block
 from consensus.chainstate import ChainState
 from consensus.hashes import hash160
 from consensus.header import BlockHeader, BlockProof, sign_block_hash
-from consensus.mainchain import encode_segwit_address
+from consensus.mainchain import BtcTransaction, BtcTxIn, BtcTxOut, MerkleBlock, encode_segwit_address
 from consensus.peg import PegInRules, PegOutRules, PegParams, build_pegin_witness
 from consensus.script import push_data
-from consensus.standard import p2wpkh_script, p2wpkh_script_code, sign_segwit_v0
+from consensus.standard import p2wpkh_script, p2wpkh_script_code, pegout_script, sign_segwit_v0
 from consensus.transaction import ConfidentialValue, OutPoint, Transaction, TxIn, TxInWitness, TxOut
 from functionary.api import create_app
-from functionary.audit import AuditReport, audit_chain
-from functionary.bitcoind import btc
+from functionary.audit import AuditReport, HttpFetcher, audit_chain
+from functionary.bitcoind import RpcConnectionError, btc
 from functionary.cli import main
 from functionary.config import Federation, MemberInfo, PegSettings
+from functionary.node import make_chain
+from functionary.watchmen.ledger import Ledger, extract_block_events
+from functionary.watchmen.params import WatchmenParams
+from functionary.watchmen.payout import plan_payout
+from functionary.watchmen.signing import coins_of, combine, sign_inputs
 from regtest.testing import mainchain
-from tests.test_peg_rules import deposit
+from tests.test_peg_rules import FakeMainchain, deposit
 from tests.test_runtime import Solo, _free_port, _wait
 
 SIGNERS = [PrivateKey(bytes([0x01 + i]) * 32) for i in range(3)]
@@ -200,17 +208,19 @@ def test_reserves_shortfall_then_covered_on_a_real_mainchain(tmp_path: Path) -> 
     with mainchain(tmp_path) as main_:
         rpc = main_.rpc
         rpc.generatetoaddress(101, rpc.getnewaddress())
-        # The claimed deposit was never funded on this mainchain: nothing backs the coin.
+        # The claimed deposit was never mined on this mainchain (its block is
+        # hand-made): the claim is unbacked and nothing holds the coin.
         report = audit(BLOCKS, mainchain=rpc)
-        assert report.federation_coins == 0 and report.owed == COIN
-        assert [(f.height, f.rule) for f in report.failures] == [(4, "ReserveShortfall")]
-        # Fund the federation's change script with exactly what is owed: it holds.
+        assert report.federation_coins == 0 and report.required == COIN
+        assert [(f.height, f.rule) for f in report.failures] == [(3, "PegInNotOnMainchain"), (4, "ReserveShortfall")]
+        # Fund the federation's change script with exactly what is owed: the
+        # reserves hold; the claim is still unbacked.
         address = encode_segwit_address(PEG.parent.bech32_hrp, 0, PEG.fedpeg_program[2:])
         rpc.sendtoaddress(address, btc(COIN))
         rpc.generatetoaddress(1, rpc.getnewaddress())
         report = audit(BLOCKS, mainchain=rpc)
-        assert report.ok, report.summary()
-        assert report.federation_coins == COIN
+        assert [(f.height, f.rule) for f in report.failures] == [(3, "PegInNotOnMainchain")]
+        assert report.federation_coins == COIN == report.required
 
 
 def test_functionary_audit_against_a_running_member(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,3 +246,262 @@ def test_functionary_audit_against_a_running_member(tmp_path: Path, capsys: pyte
     out, err = capsys.readouterr()
     assert "OK: every check holds" in out and "audited heights 0.." in out
     assert "API unreachable" in err and len(err.strip().splitlines()) == 1
+
+
+# --- a payout on a real mainchain ----------------------------------------------------------
+
+# PAK off, so a plain transaction can peg out; everything else as PEG.
+PAYOUT_PEG = replace(PEG, enforce_pak=False)
+PAYOUT_FED = replace(FED, peg=PegSettings(PAYOUT_PEG))
+PEGOUT = 40_000_000
+
+
+def _payout_chain(rpc: Any) -> tuple[list[Block], Ledger, WatchmenParams]:
+    """A real 1 BTC deposit to the claim script's peg-in address, claimed on
+    the sidechain (block 1); 0.4 BTC pegged out to the mainchain wallet
+    (block 2); an empty block 3. The members' ledger follows the blocks."""
+    txid = rpc.sendtoaddress(PAYOUT_PEG.pegin_address(CLAIM_SCRIPT), btc(COIN))
+    rpc.generatetoaddress(PAYOUT_PEG.pegin_min_depth, rpc.getnewaddress())
+    dep = BtcTransaction.parse(bytes.fromhex(rpc.getrawtransaction(txid)))
+    vout = next(i for i, o in enumerate(dep.outputs) if o.script_pubkey == PAYOUT_PEG.pegin_script_pubkey(CLAIM_SCRIPT))
+    proof = MerkleBlock.parse(bytes.fromhex(rpc.gettxoutproof([txid])))
+    view = FakeMainchain()
+    view.confirm(proof.header.hash, PAYOUT_PEG.pegin_min_depth)
+    chain, _ = make_chain(PAYOUT_FED, view)  # type: ignore[arg-type]
+    pegin = claim(build_pegin_witness(PAYOUT_PEG, CLAIM_SCRIPT, dep, proof, vout), OutPoint(dep.txid, vout), COIN)
+    dest = bytes.fromhex(rpc.getaddressinfo(rpc.getnewaddress())["scriptPubKey"])
+    spent = COIN - 1_000  # the claim's output to BOB
+    pegout = Transaction(
+        2,
+        (TxIn(OutPoint(pegin.txid, 0), b"", 0xFFFFFFFF),),
+        (
+            TxOut.explicit(ASSET, PEGOUT, pegout_script(PAYOUT_PEG.parent_genesis_hash, dest)),
+            TxOut.explicit(ASSET, spent - PEGOUT - 500, spk(BOB)),
+            TxOut.explicit(ASSET, 500, b""),
+        ),
+    )
+    code = p2wpkh_script_code(hash160(pub(BOB)))
+    sig = sign_segwit_v0(BOB, pegout, 0, code, ConfidentialValue.explicit(spent))
+    pegout = pegout.with_witnesses((TxInWitness(script_witness=(sig, pub(BOB))),))
+    blocks = [chain.genesis]
+    for txs in ([pegin], [pegout], []):
+        block = sign(chain.assemble_block(txs, blocks[-1].header.time + 60))
+        chain.connect_block(block, block.header.time)
+        blocks.append(block)
+    params = WatchmenParams(peg=PAYOUT_PEG)
+    ledger = Ledger(params)
+    for b in blocks[1:]:
+        events = extract_block_events(b.transactions, PAYOUT_PEG)
+        heights = {h: rpc.getblockheader(h[::-1].hex())["height"] for h in events.mainchain_blocks}
+        ledger.apply_block(b.header.height, events, heights)
+    return blocks, ledger, params
+
+
+def test_payout_fees_are_counted_from_the_mainchain_and_theft_is_caught(tmp_path: Path) -> None:
+    with mainchain(tmp_path) as main_:
+        rpc = main_.rpc
+        rpc.generatetoaddress(101, rpc.getnewaddress())
+        blocks, ledger, params = _payout_chain(rpc)
+        before = audit(blocks, PAYOUT_FED, mainchain=rpc)
+        assert before.ok, before.summary()
+        assert (before.pegged_in, before.burned, before.payouts, before.fees) == (COIN, PEGOUT, 0, 0)
+        assert before.federation_coins == COIN == before.required
+
+        # The watchmen pay the peg-out with the members' own payout code.
+        plan = plan_payout(ledger, params, mainchain_height=rpc.getblockcount(), rate=5_000)
+        assert plan is not None
+        coins = coins_of(ledger, plan.tx)
+        sigs = {i: sign_inputs(WATCHMEN[i], plan.tx, coins, PAYOUT_PEG) for i in (0, 2)}
+        payout = combine(plan.tx, coins, PAYOUT_PEG, sigs)
+        rpc.sendrawtransaction(payout.serialize().hex())
+        [mined] = rpc.generatetoaddress(1, rpc.getnewaddress())
+        ledger.confirm_payout(payout, rpc.getblock(mined)["height"])
+        r = ledger.reserves()
+        assert r.paid_out == PEGOUT and r.fees > 0 and r.balanced
+
+        # Honest: the coins are exactly pegged in - paid out - fees; the old
+        # audit (coins >= pegged in - burned) called this a shortfall of the fee.
+        report = audit(blocks, PAYOUT_FED, mainchain=rpc)
+        assert report.ok, report.summary()
+        assert (report.payouts, report.paid_out, report.fees, report.unaccounted) == (1, PEGOUT, r.fees, 0)
+        assert report.federation_coins == r.utxo_sum == COIN - PEGOUT - r.fees == report.required
+        assert report.federation_coins < report.pegged_in - report.burned
+        assert f"mainchain fees {r.fees} sat" in report.summary()
+
+        # m watchmen keys move the change to an address no peg-out names.
+        [change] = ledger.utxos()
+        theft = BtcTransaction(
+            2,
+            (BtcTxIn(change.outpoint.txid, change.outpoint.vout),),
+            (BtcTxOut(change.value - 2_000, spk(CAROL)),),
+        )
+        sigs = {i: sign_inputs(WATCHMEN[i], theft, [change], PAYOUT_PEG) for i in (1, 2)}
+        rpc.sendrawtransaction(combine(theft, [change], PAYOUT_PEG, sigs).serialize().hex())
+        rpc.generatetoaddress(1, rpc.getnewaddress())
+        report = audit(blocks, PAYOUT_FED, mainchain=rpc)
+        assert [(f.height, f.rule) for f in report.failures] == [(3, "UnaccountedSpend"), (3, "ReserveShortfall")]
+        assert (report.payouts, report.paid_out, report.fees) == (2, PEGOUT, r.fees + 2_000)
+        assert report.unaccounted == change.value - 2_000 and report.federation_coins == 0
+        assert f"{theft.txid_hex}:0" in report.failures[0].detail
+
+
+class StubMainchain:
+    """A mainchain RPC that answers getblockhash 0 with ``genesis``, or fails."""
+
+    def __init__(self, genesis: str | None) -> None:
+        self.genesis = genesis
+
+    def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
+        if self.genesis is None:
+            raise RpcConnectionError(f"{method}: connection refused")
+        assert (method, params) == ("getblockhash", (0,))
+        return self.genesis
+
+
+def test_a_wrong_or_dead_mainchain_is_a_failure_in_the_report() -> None:
+    report = audit(BLOCKS, mainchain=StubMainchain("11" * 32))
+    assert report.rules() == ["WrongMainchain"] and report.blocks_checked == 5 and report.replayed_to == 4
+    report = audit(BLOCKS, mainchain=StubMainchain(None))
+    assert report.rules() == ["MainchainUnavailable"] and "connection refused" in report.failures[0].detail
+    assert audit(BLOCKS, mainchain=StubMainchain(PEG.parent_genesis_hash[::-1].hex() + "00")).rules() == [
+        "WrongMainchain"
+    ]
+
+
+# --- a member that fails to serve -------------------------------------------------------------
+
+
+Fault = tuple[int, bytes] | None
+"""(status, body) to answer instead; None: close the connection unanswered."""
+
+
+class FakeMember:
+    """``blocks`` behind a member's read paths over real HTTP, with a fault
+    for any path in ``faults`` and a tip it may lie about."""
+
+    def __init__(self, blocks: Sequence[Block], tip: int | None = None) -> None:
+        self.blocks = list(blocks)
+        self.tip = len(blocks) - 1 if tip is None else tip
+        self.faults: dict[str, Fault] = {}
+        self.dead_from: int | None = None
+        """Heights from here on (and their blocks' paths) get no answer."""
+        by_hash = {b.hash[::-1].hex(): b for b in blocks}
+        member = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each answer waits out a delayed ACK
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fault = member.faults.get(self.path, (0, b""))
+                parts = self.path.strip("/").split("/")
+                height = None
+                if parts[0] == "block-height":
+                    height = int(parts[1])
+                elif parts[0] == "block" and parts[1] in by_hash:
+                    height = by_hash[parts[1]].header.height
+                if member.dead_from is not None and height is not None and height >= member.dead_from:
+                    fault = None
+                if fault is None:
+                    self.close_connection = True
+                    return
+                status, body = fault
+                if not status:
+                    status, body = member.answer(parts, by_hash)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, parts: list[str], by_hash: dict[str, Block]) -> tuple[int, bytes]:
+        if parts == ["blocks", "tip", "height"]:
+            return 200, str(self.tip).encode()
+        if parts[0] == "block-height" and int(parts[1]) < len(self.blocks):
+            return 200, self.blocks[int(parts[1])].hash[::-1].hex().encode()
+        if parts[0] == "block" and parts[1] in by_hash and len(parts) == 3:
+            b = by_hash[parts[1]]
+            if parts[2] == "header":
+                return 200, b.header.serialize().hex().encode()
+            if parts[2] == "raw":
+                return 200, b.serialize()
+        return 404, b'{"code":"NotFound","message":"no such thing"}'
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+H2 = BLOCKS[2].hash[::-1].hex()
+
+
+@pytest.mark.parametrize(
+    ("path", "fault", "rule"),
+    [
+        (f"/block/{H2}/raw", (404, b'{"code":"BlockNotFound","message":"no block"}'), "BlockUnavailable"),
+        (f"/block/{H2}/header", (500, b"oops"), "BlockUnavailable"),
+        ("/block-height/2", (200, b"zz" * 32), "MalformedAnswer"),
+        ("/block-height/2", (200, b"00" * 31), "MalformedAnswer"),
+        (f"/block/{H2}/header", (200, BLOCKS[3].header.serialize().hex().encode()), "HashMismatch"),
+        (f"/block/{H2}/header", (200, b"0102"), "ParseError"),
+        (f"/block/{H2}/raw", (200, b"\x00garbage"), "ParseError"),
+        (f"/block/{H2}/raw", None, "ApiUnreachable"),
+    ],
+)
+def test_a_block_the_member_fails_to_serve_is_reported_and_the_rest_checked(
+    path: str, fault: Fault, rule: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    member = FakeMember(BLOCKS)
+    member.faults[path] = fault
+    try:
+        fetch = HttpFetcher(member.url, timeout=5.0)
+        report = audit_chain(fetch, FED)
+        fetch.close()
+        assert [(f.height, f.rule) for f in report.failures] == [(2, rule)]
+        assert report.replayed_to == 1  # nothing above the gap is replayed
+        assert report.blocks_checked == (5 if rule == "HashMismatch" else 4)
+        assert report.signatures_checked == (4 if rule == "HashMismatch" else 3) * 2
+        fed_file = tmp_path / "federation.json"
+        FED.save(fed_file)
+        code = main(["audit", "--url", member.url, "--federation", str(fed_file), "--quiet"])
+    finally:
+        member.close()
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert f"height 2: {rule}: " in out and "FAILED: 1 failure(s)" in out
+    assert "Traceback" not in out + err and err == ""
+
+
+def test_a_member_that_goes_away_or_lies_about_its_tip_ends_in_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fed_file = tmp_path / "federation.json"
+    FED.save(fed_file)
+    member = FakeMember(BLOCKS)
+    member.dead_from = 2  # gone after serving heights 0 and 1
+    liar = FakeMember(BLOCKS, tip=20)  # names a tip it cannot serve
+    try:
+        gone = audit_chain(HttpFetcher(member.url, timeout=5.0), FED)
+        assert [(f.height, f.rule) for f in gone.failures] == [(h, "ApiUnreachable") for h in (2, 3, 4)]
+        assert gone.blocks_checked == 2
+        lied = audit_chain(HttpFetcher(liar.url, timeout=5.0), FED)
+        assert [(f.height, f.rule) for f in lied.failures] == [
+            *((h, "BlockUnavailable") for h in range(5, 10)),
+            (9, "AuditIncomplete"),
+        ]
+        assert lied.blocks_checked == 5 and lied.replayed_to == 4 and "10..20 not checked" in str(lied.failures[-1])
+        assert main(["audit", "--url", member.url, "--federation", str(fed_file), "--quiet"]) == 1
+        assert main(["audit", "--url", liar.url, "--federation", str(fed_file), "--quiet"]) == 1
+    finally:
+        member.close()
+        liar.close()
+    out, err = capsys.readouterr()
+    assert out.count("FAILED") == 2 and "AuditIncomplete" in out and "ApiUnreachable" in out
+    assert "Traceback" not in out + err
