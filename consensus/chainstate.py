@@ -378,6 +378,34 @@ def _spendable_mask(tx: Transaction) -> int:
 
 # --- The chain -----------------------------------------------------------------
 
+_MAX_CHECKED_BLOCKS = 8
+"""Candidates remembered as valid on the current tip (a height sees few)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedBlock:
+    """A block whose transaction rules passed on the tip ``tip_hash``.
+
+    A member checks the same block several times before it is the tip: the
+    proposer when it assembles it and again when it proposes it, every member
+    on the proposal, and once more when m signatures make it final. Only the
+    header rules (height, previous hash, challenge, time against the median
+    and the clock, the solution's signatures, size) can give a different
+    answer on the same tip; they are re-checked every time. The rest is a
+    function of the transactions and the UTXO set, so it is remembered when
+    it passed, keyed on the block hash, the tip, and the very tuple of
+    transactions checked (immutable objects: the same tuple is the same
+    bytes, witnesses included, which the block hash alone does not cover
+    until the witness commitment is checked). Blocks with peg-ins are never
+    remembered: their validity also depends on the mainchain as this member
+    sees it, which can change between two checks. Connecting or
+    disconnecting a block forgets everything."""
+
+    tip_hash: bytes
+    transactions: tuple[Transaction, ...]
+    view: UtxoView
+    fees: int
+
 
 class ChainState:
     """The UTXO set and tip of one chain, and its validation rules."""
@@ -418,6 +446,7 @@ class ChainState:
         self._txs[coinbase.txid] = _spendable_mask(coinbase)
         self._genesis = genesis
         self._headers: list[BlockHeader] = [genesis.header]
+        self._checked: dict[bytes, _CheckedBlock] = {}
 
     # -- the tip --------------------------------------------------------------
 
@@ -644,6 +673,7 @@ class ChainState:
             fees=fees,
         )
         # Nothing below can fail: the block is applied whole.
+        self._checked.clear()
         for op in view._spent:
             del self._utxos[op]
         self._utxos.update(view._added)
@@ -664,6 +694,7 @@ class ChainState:
             del self._txs[txid]
         self._claims.difference_update(undo.pegins_claimed)
         self._headers.pop()
+        self._checked.clear()
 
     def _check_block(self, block: Block, now: int, check_proof: bool) -> tuple[UtxoView, int]:
         params = self._params
@@ -700,6 +731,12 @@ class ChainState:
             raise BlockTooLarge(f"block size {block.size} exceeds {params.max_block_serialized_size}")
 
         txs = block.transactions
+        # Everything below depends only on the transactions, the tip's state
+        # and rules that do not change with the clock: a block already found
+        # valid on this tip need not be checked again (see _CheckedBlock).
+        memo = self._checked.get(block.hash)
+        if memo is not None and memo.tip_hash == self.tip_hash and memo.transactions is txs:
+            return memo.view, memo.fees
         if not txs:
             raise BadCoinbase("block has no coinbase")
         if block.compute_merkle_root() != header.merkle_root:
@@ -736,6 +773,10 @@ class ChainState:
         # parallelize across the whole block.
         if proof_checks and self._batch is not None:
             self._batch.verify_proofs(proof_checks)
+        if not any(txin.is_pegin for tx in txs for txin in tx.inputs):
+            if len(self._checked) >= _MAX_CHECKED_BLOCKS:
+                self._checked.clear()
+            self._checked[block.hash] = _CheckedBlock(self.tip_hash, txs, view, fees)
         return view, fees
 
     def _check_coinbase_shape(self, coinbase: Transaction, height: int) -> None:

@@ -668,6 +668,19 @@ def test_pegin_hook_and_claims():
         hx.chain.validate_transaction(t)
 
 
+def test_a_block_with_a_pegin_is_checked_in_full_every_time():
+    """A peg-in's validity also depends on the mainchain as the member sees
+    it, which can change between two checks: such blocks are not remembered."""
+    hx = PegHarness()
+    tx = _pegin_tx(OutPoint(b"\x88" * 32, 1), 5 * COIN)
+    candidate = hx.candidate([tx])
+    now = candidate.header.time
+    hx.chain.check_block(candidate, now, check_proof=False)
+    hx.chain.check_block(candidate, now, check_proof=False)
+    hx.chain.connect_block(hx.sign(candidate), now)
+    assert [c[0] for c in hx.pegins.calls] == [tx.txid] * 3
+
+
 class FakeConfidential:
     def __init__(self, ok: bool = True) -> None:
         self.ok = ok
@@ -887,6 +900,61 @@ def _busy_block(hx: Harness) -> list[Transaction]:
     )
     b = spend(BOB, OutPoint(a.txid, 0), 20 * COIN, [pay(20 * COIN - 300, spk(CAROL)), fee(300)])
     return [a, b]
+
+
+def test_a_block_checked_again_on_the_same_tip_rechecks_its_header_and_its_transactions_tuple():
+    """The chain remembers a block whose transactions passed on the tip; a
+    second check of it re-runs every header rule, and only the very same
+    transactions skip their rules."""
+    hx = Harness()
+    tx = spend(ALICE, hx.genesis_coin, FREE, [pay(FREE - 100, spk(BOB)), fee(100)])
+    good = hx.candidate([tx])
+    now = good.header.time
+    hx.chain.check_block(good, now, check_proof=False)
+    # Same hash, other witness: not the same transactions, so checked in full.
+    other_sig = spend(ALICE, hx.genesis_coin, FREE, tx.outputs, hashtype=SIGHASH_ALL | SIGHASH_ANYONECANPAY)
+    swapped = Block(good.header, (good.transactions[0], other_sig))
+    assert swapped.hash == good.hash
+    with pytest.raises(errors.BadWitnessCommitment):
+        hx.chain.check_block(swapped, now, check_proof=False)
+    # Header rules still apply to the remembered block.
+    with pytest.raises(errors.TimeTooNew):
+        hx.chain.check_block(good, now - hx.params.max_future_block_time - 1, check_proof=False)
+    with pytest.raises(errors.BlockSignatureError):
+        hx.chain.connect_block(good, now)
+    with pytest.raises(errors.ThresholdNotMet):
+        hx.chain.connect_block(good.with_solution(b"\x00"), now)
+    undo = hx.chain.connect_block(hx.sign(good), now)
+    assert undo.fees == 100 and hx.chain.tip_hash == good.hash
+    assert hx.chain.utxo(OutPoint(tx.txid, 0)) is not None and hx.chain.utxo(hx.genesis_coin) is None
+
+
+def test_transaction_rules_run_once_per_block_and_tip(monkeypatch: pytest.MonkeyPatch):
+    hx = Harness()
+    calls: list[bytes] = []
+    check_tx = ChainState._check_tx
+
+    def counting(self: ChainState, tx: Transaction, *args: object, **kwargs: object) -> int:
+        calls.append(tx.txid)
+        return check_tx(self, tx, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChainState, "_check_tx", counting)
+    tx = spend(ALICE, hx.genesis_coin, FREE, [pay(FREE - 100, spk(BOB)), fee(100)])
+    candidate = hx.candidate([tx])
+    now = candidate.header.time
+    hx.chain.check_block(candidate, now, check_proof=False)
+    hx.chain.check_block(candidate, now, check_proof=False)
+    undo = hx.chain.connect_block(hx.sign(candidate), now)
+    assert calls == [tx.txid]
+    # Connecting (or disconnecting) forgets: back on the old tip, checked again.
+    hx.chain.disconnect_block(undo)
+    hx.chain.connect_block(hx.sign(candidate), now)
+    assert calls == [tx.txid, tx.txid]
+    # A block parsed from the wire holds other objects: checked in full.
+    hx.chain.disconnect_block(undo)
+    hx.chain.check_block(candidate, now, check_proof=False)
+    hx.chain.connect_block(Block.parse(hx.sign(candidate).serialize()), now)
+    assert calls == [tx.txid] * 4
 
 
 def test_connect_then_disconnect_restores_everything():
