@@ -136,7 +136,9 @@ class Mempool:
 
     def evictions(self, block: Block) -> list[bytes]:
         """What ``block`` (already connected to the chain) confirms or
-        conflicts with, plus whatever no longer validates on the new tip.
+        conflicts with, plus whatever no longer validates on the new tip
+        (checked again: each transaction with a peg-in or an input no longer
+        in the UTXO set; see the loop for why that is all).
         Changes nothing: the caller persists first, then calls :meth:`remove`,
         so a transaction is never in neither the mempool nor storage."""
         evicted: dict[bytes, None] = {}
@@ -147,8 +149,17 @@ class Mempool:
                 other = self._spent.get(op)
                 if other is not None:
                     evicted[other] = None
+        utxos = self.chain.utxos
         for txid, entry in self._entries.items():
             if txid in evicted:
+                continue
+            if all(not i.is_pegin and i.prevout in utxos for i in entry.tx.inputs):
+                # Every input is the very output it was checked against, so
+                # nothing the block changed can make this invalid: the other
+                # rules depend on the transaction alone, or on height and
+                # median time, which only ever make it more final and its
+                # coinbase inputs more mature. A peg-in also depends on the
+                # mainchain, so those are checked again.
                 continue
             try:
                 self.chain.validate_transaction(entry.tx)
