@@ -34,6 +34,12 @@ def _lp(data: bytes) -> bytes:
     return len(data).to_bytes(8, "big") + data
 
 
+def _update_lp(h: hashlib._Hash, data: bytes) -> None:
+    # The same bytes as h.update(_lp(data)), without copying a proof to prefix it.
+    h.update(len(data).to_bytes(8, "big"))
+    h.update(data)
+
+
 class _Store(Generic[T]):
     """A bounded, thread-safe map from key to value, evicting the oldest insert."""
 
@@ -67,6 +73,9 @@ class VerificationCache:
         if max_entries < 1:
             raise ValueError("max_entries must be positive")
         self._salt = os.urandom(32)
+        # The salted, tagged prefix of every key, hashed once (copied per key).
+        self._range_prefix = hashlib.sha256(self._salt + _lp(_RANGE_TAG))
+        self._surjection_prefix = hashlib.sha256(self._salt + _lp(_SURJECTION_TAG))
         self._range: _Store[tuple[int, int, int, int]] = _Store(max_entries)
         self._surjection: _Store[bool] = _Store(max_entries)
         self.hits = 0
@@ -76,18 +85,18 @@ class VerificationCache:
     # Keys ---------------------------------------------------------------
 
     def range_key(self, proof: bytes, value_commitment: bytes, asset_generator: bytes, script_pubkey: bytes) -> bytes:
-        h = hashlib.sha256(self._salt + _lp(_RANGE_TAG))
+        h = self._range_prefix.copy()
         for part in (proof, value_commitment, asset_generator, script_pubkey):
-            h.update(_lp(part))
+            _update_lp(h, part)
         return h.digest()
 
     def surjection_key(self, proof: bytes, asset_generator: bytes, input_generators: Sequence[bytes]) -> bytes:
-        h = hashlib.sha256(self._salt + _lp(_SURJECTION_TAG))
-        h.update(_lp(proof))
-        h.update(_lp(asset_generator))
+        h = self._surjection_prefix.copy()
+        _update_lp(h, proof)
+        _update_lp(h, asset_generator)
         h.update(len(input_generators).to_bytes(8, "big"))
         for g in input_generators:
-            h.update(_lp(g))
+            _update_lp(h, g)
         return h.digest()
 
     # Range proofs -------------------------------------------------------
@@ -96,6 +105,11 @@ class VerificationCache:
         found = self._range.get(key)
         self._count(found is not None)
         return found
+
+    def peek_range(self, key: bytes) -> bool:
+        """Whether ``key`` is stored, without counting a hit or a miss (a
+        scheduler deciding where to run a check asks this first)."""
+        return self._range.get(key) is not None
 
     def put_range(self, key: bytes, info: tuple[int, int, int, int]) -> None:
         self._range.put(key, info)
@@ -106,6 +120,10 @@ class VerificationCache:
         found = self._surjection.get(key) is not None
         self._count(found)
         return found
+
+    def peek_surjection(self, key: bytes) -> bool:
+        """Like :meth:`peek_range`, for a surjection proof."""
+        return self._surjection.get(key) is not None
 
     def put_surjection(self, key: bytes) -> None:
         self._surjection.put(key, True)

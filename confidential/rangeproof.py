@@ -176,6 +176,18 @@ def verify_range_proof(
     """
     proof = as_var_bytes(range_proof, "range proof")
     script = as_var_bytes(script_pubkey, "scriptPubKey")
+    if cache is not None and type(value_commitment) is bytes and type(asset_generator) is bytes:
+        # A hit means these very bytes were parsed and verified before, so
+        # they are looked up before parsing them into the library's structs.
+        key = cache.range_key(proof, value_commitment, asset_generator, script)
+        hit = cache.get_range(key)
+        if hit is not None:
+            return _apply_policy(RangeInfo(*hit), script, max_value)
+        info = verify_range_structs(
+            proof, commitment_struct(value_commitment), generator_struct(asset_generator), script
+        )
+        cache.put_range(key, info.as_tuple())
+        return _apply_policy(info, script, max_value)
     commit = commitment_struct(value_commitment)
     gen = generator_struct(asset_generator)
     return checked_range(proof, bytes(value_commitment), commit, bytes(asset_generator), gen, script, max_value, cache)

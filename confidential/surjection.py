@@ -97,6 +97,21 @@ def verify_surjection_proof(
 ) -> None:
     """Verify that ``asset_generator`` blinds the asset of one of ``input_generators``."""
     proof = as_var_bytes(surjection_proof, "surjection proof")
+    if (
+        cache is not None
+        and type(asset_generator) is bytes
+        and type(input_generators) in (tuple, list)
+        and all(type(g) is bytes for g in input_generators)
+    ):
+        # As for range proofs: a hit means these bytes parsed and verified before.
+        key = cache.surjection_key(proof, asset_generator, input_generators)
+        if cache.has_surjection(key):
+            return
+        gen = generator_struct(asset_generator)
+        inputs, input_list = generator_array(input_generators)
+        verify_surjection_structs(proof, gen, inputs, len(input_list))
+        cache.put_surjection(key)
+        return
     gen = generator_struct(asset_generator)
     inputs, input_list = generator_array(input_generators)
     checked_surjection(proof, bytes(asset_generator), gen, input_list, inputs, len(input_list), cache)

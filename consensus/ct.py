@@ -255,10 +255,39 @@ def verify_checks(
             if err is not None:
                 raise err
         return
-    # map() yields in submission order whatever order the threads finish in.
-    for err in _pool(max_workers).map(lambda c: run_check(c, cache), items):
+    # Checks the cache can answer cost microseconds: run them here and send
+    # only the others to the pool (a block whose transactions were all seen
+    # in the mempool sends nothing). Every check still runs, and the error
+    # raised is still that of the lowest-index failing one.
+    errors: list[ConfidentialError | None] = [None] * len(items)
+    pending = list(range(len(items)))
+    if cache is not None:
+        pending = []
+        for i, check in enumerate(items):
+            if _cached(check, cache):
+                errors[i] = run_check(check, cache)
+            else:
+                pending.append(i)
+    if len(pending) == 1:
+        errors[pending[0]] = run_check(items[pending[0]], cache)
+    elif pending:
+        # map() yields in submission order whatever order the threads finish in.
+        for i, err in zip(pending, _pool(max_workers).map(lambda i: run_check(items[i], cache), pending)):
+            errors[i] = err
+    for err in errors:
         if err is not None:
             raise err
+
+
+def _cached(check: ProofCheck, cache: confidential.VerificationCache) -> bool:
+    """Whether ``check``'s proofs are all in ``cache`` (counts neither a hit nor a miss)."""
+    if check.value_commitment is not None and not cache.peek_range(
+        cache.range_key(check.range_proof, check.value_commitment, check.generator, check.script_pubkey)
+    ):
+        return False
+    return check.surjection_proof is None or cache.peek_surjection(
+        cache.surjection_key(check.surjection_proof, check.generator, check.input_generators)
+    )
 
 
 # --- The verifier -----------------------------------------------------------------

@@ -804,6 +804,46 @@ def test_parallel_verification_matches_serial_for_random_orders_and_worker_count
     assert kinds_seen >= {errors.BadRangeProof}
 
 
+def test_a_partly_cached_batch_gives_what_serial_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cached checks run in the caller and only the others go to the pool;
+    the error raised is still the lowest-index failing check's, cached or not."""
+    world = World(n_coins=12)
+    verifier = ConfidentialTxVerifier(ASSET, max_workers=1, cache=False)
+    checks: list[ProofCheck] = []
+    for j in range(6):
+        tx, coins = payment(world, first=2 * j, seed=70 + j, amount=3 * COIN)
+        assets = [c.output.asset for c in coins]
+        for i, out in enumerate(tx.outputs):
+            if not out.is_explicit:
+                checks.append(verifier.defer_output(out, tx.output_witnesses[i], assets, label=f"check {len(checks)}"))
+    cache = ct.VerificationCache()
+    warm = checks[::2]
+    verify_checks(warm, max_workers=2, cache=cache)
+    assert len(cache) == 2 * len(warm)
+
+    def no_pool(workers: int) -> object:
+        raise AssertionError("a batch the cache answers needs no thread")
+
+    with monkeypatch.context() as m:
+        m.setattr("consensus.ct._pool", no_pool)
+        hits = cache.hits
+        verify_checks(warm, max_workers=2, cache=cache)
+        assert cache.hits == hits + 2 * len(warm)
+    rnd = random.Random(SEED)
+    for trial in range(8):
+        items = list(checks)
+        for pos in rnd.sample(range(len(items)), 2):
+            # A cached check keeps its cached proofs but changes its context:
+            # swapping the inputs' order must miss the cache and fail.
+            items[pos] = replace(items[pos], input_generators=items[pos].input_generators[::-1])
+        rnd.shuffle(items)
+        first = next(e for e in (run_check(c) for c in items) if e is not None)
+        for workers in (2, 3):
+            with pytest.raises(errors.ConfidentialError) as info:
+                verify_checks(items, max_workers=workers, cache=cache)
+            assert (type(info.value), str(info.value)) == (type(first), str(first)), f"seed {SEED}, trial {trial}"
+
+
 def test_block_verification_is_the_same_on_one_core_and_many() -> None:
     worlds = {
         w: World(n_coins=8, verifier=ConfidentialTxVerifier(ASSET, max_workers=w, cache=False)) for w in (1, 2, 4)
