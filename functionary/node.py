@@ -29,7 +29,7 @@ from consensus.chainstate import BlockUndo, ChainState
 from consensus.errors import ConsensusError, ParseError, ValidationError
 from consensus.hashes import sha256d
 from consensus.header import BlockHeader, KeySigner, solution_signers
-from consensus.messages import BlockSignature, CommittedBlock, Message, serialize_message
+from consensus.messages import BlockResponse, BlockSignature, CommittedBlock, Message, serialize_message
 from consensus.peg import PegInRules, PegOutRules
 from consensus.roundrobin import (
     Broadcast,
@@ -222,7 +222,12 @@ class FunctionaryNode:
         self.mempool: Mempool
         self.machine: RoundRobinSigner
         self.network: PeerNetwork
+        # Two inboxes for the one consumer: consensus events first, then
+        # transaction submissions, so a backlog of transactions to verify
+        # never holds up a round (see _next_item).
         self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._tx_events: asyncio.Queue[Any] = asyncio.Queue()
+        self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._catching_up_from: int | None = None
         self._stopped = asyncio.Event()
@@ -343,7 +348,7 @@ class FunctionaryNode:
                 t.cancel()
         consumer = next((t for t in self._tasks if t.get_name() == "consume"), None)
         if consumer is not None and not consumer.done():
-            await self._events.put(_STOP)
+            self._post_tx(_STOP)  # after the submissions already queued, as before
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(consumer), 10)
         for t in self._tasks:
@@ -375,13 +380,15 @@ class FunctionaryNode:
 
     async def _ticker(self) -> None:
         while True:
-            await self._events.put(Tick(self.clock()))
+            self._post(Tick(self.clock()))
             await asyncio.sleep(TICK_SECONDS)
 
     async def _on_wire(self, peer: int, data: bytes) -> None:
         if data and data[0] in PAYOUT_MESSAGE_TYPES:
             if self.peg is not None:
                 await self.peg.on_wire(peer, data)
+            return
+        if _stale_block_message(data, self.chain.tip_height):
             return
         try:
             msg = parse_wire(data)
@@ -392,19 +399,19 @@ class FunctionaryNode:
         if isinstance(msg, GetBlocks):
             await self._serve_blocks(peer, msg)
         elif isinstance(msg, Blocks):
-            await self._events.put(_SyncBlocks(peer, msg.raw_blocks))
+            self._post(_SyncBlocks(peer, msg.raw_blocks))
         elif isinstance(msg, TxRelay):
             try:
                 tx = Transaction.parse(msg.raw_tx)
             except ParseError:
                 return
             await self._prefetch_pegins([tx])
-            await self._events.put(_SubmitTx(tx, relay=False, future=None))
+            self._post_tx(_SubmitTx(tx, relay=False, future=None))
         else:
             block = getattr(msg, "block", None)
             if isinstance(block, Block):
                 await self._prefetch_pegins(block.transactions)
-            await self._events.put(Received(peer, msg, self.clock()))
+            self._post(Received(peer, msg, self.clock()))
 
     async def _prefetch_pegins(self, txs: Any) -> None:
         """Learn, from our bitcoind, where the mainchain blocks named by
@@ -418,10 +425,31 @@ class FunctionaryNode:
         """Add to the mempool (through the consumer, which owns it) and relay."""
         fut: asyncio.Future[MempoolEntry] = asyncio.get_running_loop().create_future()
         await self._prefetch_pegins([tx])
-        await self._events.put(_SubmitTx(tx, relay=True, future=fut))
+        self._post_tx(_SubmitTx(tx, relay=True, future=fut))
         return await fut
 
     # -- the consumer ------------------------------------------------------------------
+
+    def _post(self, item: Any) -> None:
+        self._events.put_nowait(item)
+        self._wakeup.set()
+
+    def _post_tx(self, item: Any) -> None:
+        self._tx_events.put_nowait(item)
+        self._wakeup.set()
+
+    async def _next_item(self) -> Any:
+        """The oldest consensus event (ticks, messages, blocks, templates),
+        else the oldest transaction submission. Submissions only change the
+        mempool, so taking them later changes no outcome of a round; ahead
+        of a round's messages each would delay it by a verification."""
+        while True:
+            if not self._events.empty():
+                return self._events.get_nowait()
+            if not self._tx_events.empty():
+                return self._tx_events.get_nowait()
+            self._wakeup.clear()
+            await self._wakeup.wait()
 
     async def _consume(self) -> None:
         try:
@@ -437,7 +465,7 @@ class FunctionaryNode:
 
     async def _consume_forever(self) -> None:
         while True:
-            item = await self._events.get()
+            item = await self._next_item()
             if item is _STOP:
                 return
             if isinstance(item, _SyncBlocks):
@@ -467,7 +495,7 @@ class FunctionaryNode:
             event(self.log, "sign_lock", height=sl.height, hash=sl.block_hash[::-1].hex(), round=sl.polka_round)
         elif isinstance(effect, RequestTemplate):
             block = self._template()
-            await self._events.put(TemplateReady(effect.height, effect.round, block, self.clock()))
+            self._post(TemplateReady(effect.height, effect.round, block, self.clock()))
         elif isinstance(effect, Commit):
             await self._persist_commit(effect.block, effect.undo, effect.signers)
         elif isinstance(effect, SendCommitted):
@@ -698,6 +726,24 @@ class FunctionaryNode:
                 "signatures_sent": self.stats.signatures_sent,
             },
         }
+
+
+_WHOLE_BLOCK_ONLY = (CommittedBlock.TYPE, BlockResponse.TYPE)
+_HEIGHT_AT = 1 + 4 + 32 + 32 + 4
+"""Offset of the header's height in such a message: the type byte, then the
+header's version, previous hash, merkle root and time."""
+
+
+def _stale_block_message(data: bytes, tip_height: int) -> bool:
+    """A message that is only a block at a height this member has already
+    connected: the state machine ignores those (a member a few milliseconds
+    late with its signature is sent the block it signed by everyone who
+    committed it first), so it is dropped before parsing the whole block.
+    Proposals and lock announcements at old heights still go through: the
+    machine answers them by helping the sender."""
+    if len(data) < _HEIGHT_AT + 4 or data[0] not in _WHOLE_BLOCK_ONLY:
+        return False
+    return int.from_bytes(data[_HEIGHT_AT : _HEIGHT_AT + 4], "little") <= tip_height
 
 
 def _header_prefix(raw: bytes) -> BlockHeader:

@@ -235,3 +235,48 @@ def test_api_answers_esplora_shapes_and_refuses_bad_input_with_4xx(tmp_path):
             assert (await c.get(f"/tx/{tx.txid[::-1].hex()}/hex")).text == tx.serialize().hex()
 
     run(tmp_path, body)
+
+
+def test_consensus_events_are_taken_before_queued_submissions(tmp_path):
+    """A backlog of transactions to verify must not hold up a round: the
+    consumer takes ticks, messages and templates first, submissions in the
+    order they came, and the stop marker after the submissions queued before
+    it."""
+    from functionary.node import _STOP
+
+    async def main() -> None:
+        solo = Solo(tmp_path)
+        cfg = MemberConfig.load(solo.dir / "member0" / "member.json")
+        fed = Federation.load(cfg.federation_file)
+        node = FunctionaryNode(cfg, fed, MemberKeys.load(cfg.keys_file), logging.getLogger("test.order"))
+        node._post_tx("tx1")
+        node._post("tick1")
+        node._post_tx("tx2")
+        node._post_tx(_STOP)
+        node._post("message")
+        taken = [await node._next_item() for _ in range(5)]
+        assert taken == ["tick1", "message", "tx1", "tx2", _STOP]
+        waiter = asyncio.ensure_future(node._next_item())
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        node._post_tx("tx3")
+        assert await asyncio.wait_for(waiter, 1) == "tx3"
+
+    asyncio.run(main())
+
+
+def test_a_block_message_below_the_tip_is_dropped_unparsed():
+    from consensus.block import Block
+    from consensus.header import BlockHeader, BlockProof
+    from consensus.messages import BlockResponse, CommittedBlock, Proposal, serialize_message
+    from functionary.node import _stale_block_message
+
+    header = BlockHeader(0x20000000, b"\x01" * 32, b"\x02" * 32, 1_700_000_000, 7, BlockProof(b"\x51", b""))
+    block = Block(header, ())
+    for msg in (CommittedBlock(block), BlockResponse(block)):
+        data = serialize_message(msg)
+        assert _stale_block_message(data, 7) and _stale_block_message(data, 100)
+        assert not _stale_block_message(data, 6)
+    # A proposal at an old height is answered (the sender is helped), so it is kept.
+    assert not _stale_block_message(serialize_message(Proposal(7, 0, block)), 100)
+    assert not _stale_block_message(bytes((CommittedBlock.TYPE,)) + b"\x00" * 10, 100)  # too short: parsed, refused
