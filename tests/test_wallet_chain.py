@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -75,6 +76,7 @@ from functionary.wallet import (
     wait_confirmed,
 )
 from regtest.testing import mainchain
+from tests.devnet import wait_for
 from tests.federation import free_ports
 
 T = TypeVar("T")
@@ -87,15 +89,7 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def wait(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+wait = functools.partial(wait_for, interval=0.05)
 
 
 class PegSolo:
@@ -261,7 +255,7 @@ def claim_when_deep(wallet: Wallet, api: MemberApi, solo: PegSolo, txid: str) ->
                 return None
             raise
 
-    return cast(SentTx, wait(attempt, 30, "the member to see the peg-in deep enough", 0.3))
+    return cast(SentTx, wait(attempt, 30, "the member to see the peg-in deep enough", interval=0.3))
 
 
 # --- Payments ------------------------------------------------------------------------------
