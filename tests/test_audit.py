@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from coincurve import PrivateKey
@@ -32,7 +33,7 @@ from consensus.standard import p2wpkh_script, p2wpkh_script_code, pegout_script,
 from consensus.transaction import ConfidentialValue, OutPoint, Transaction, TxIn, TxInWitness, TxOut
 from functionary.api import create_app
 from functionary.audit import AuditReport, HttpFetcher, audit_chain
-from functionary.bitcoind import RpcConnectionError, btc
+from functionary.bitcoind import BitcoinRpc, RpcConnectionError, btc
 from functionary.cli import main
 from functionary.config import Federation, MemberInfo, PegSettings
 from functionary.node import make_chain
@@ -41,6 +42,8 @@ from functionary.watchmen.params import WatchmenParams
 from functionary.watchmen.payout import plan_payout
 from functionary.watchmen.signing import coins_of, combine, sign_inputs
 from regtest.testing import mainchain
+from tests.devnet import running_devnet, wait_for
+from tests.test_e2e_peg import Devnet, claim_when_deep, exchange_pegs_out
 from tests.test_peg_rules import FakeMainchain, deposit
 from tests.test_runtime import Solo, _free_port, _wait
 
@@ -505,3 +508,58 @@ def test_a_member_that_goes_away_or_lies_about_its_tip_ends_in_a_report(
     out, err = capsys.readouterr()
     assert out.count("FAILED") == 2 and "AuditIncomplete" in out and "ApiUnreachable" in out
     assert "Traceback" not in out + err
+
+
+# --- the whole thing: real members, real watchmen, real payout -----------------------------
+
+
+def test_functionary_audit_balances_after_the_watchmen_pay_on_the_devnet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``functionary devnet`` (2-of-3): a 1 BTC peg-in claimed, 0.5 BTC pegged
+    out by the PAK exchange, the watchmen's payout confirmed; then
+    ``functionary audit`` with the mainchain RPC finds the same fees and
+    coins as every member's ledger, from the mainchain alone, and exits 0."""
+    data = tmp_path / "devnet"
+    args = ("--block-interval", "1", "--mainchain-block-interval", "0", "--pegin-min-depth", "2")
+    with running_devnet(data, 3, 2, *args) as (proc, info):
+        mc = info["mainchain"]
+        rpc = BitcoinRpc(mc["rpc_url"], user=mc["rpc_user"], password=mc["rpc_password"], timeout=30)
+        net = Devnet(data, proc, info, rpc)
+        wait_for(lambda: min(net.heights()) >= 1, 90, "every member past genesis")
+        net.mine(10)
+        net.cli("alice", "new")
+        txid = rpc.sendtoaddress(net.cli("alice", "pegin-address")["address"], 1)
+        net.mine(2)
+        claim_when_deep(net, "alice", txid)
+        wait_for(lambda: net.cli("alice", "balance")["confirmed"] > 0, 30, "alice's claimed coins")
+        net.cli("exchange", "new")
+        net.cli("alice", "send", net.cli("exchange", "address", "--confidential")["address"], "0.6")
+        wait_for(lambda: net.cli("exchange", "balance")["confirmed"] == 60_000_000, 30, "the exchange's coins")
+        pegout = exchange_pegs_out(net, "exchange", "0.5")
+
+        def settled() -> dict[str, Any] | None:
+            net.mine(1)  # confirms the payout, then buries it confirm_depth deep
+            pegs = [httpx.get(f"{url}/status", timeout=5).json()["peg"] for url in net.api_urls]
+            done = all(
+                (p["paid_out"], p["pending_pegouts"], p["live_payouts"], p["balanced"]) == (pegout.amount, 0, [], True)
+                for p in pegs
+            )
+            return pegs[0] if done else None
+
+        peg = wait_for(settled, 150, "every member's ledger to count the payout confirmed", interval=1.0)
+        assert peg["mainchain_fees"] > 0
+        rpc_url = mc["rpc_url"].replace("://", f"://{mc['rpc_user']}:{mc['rpc_password']}@")
+        argv = ["audit", "--url", net.api_urls[2], "--federation", str(data / "federation.json")]
+        code = main([*argv, "--mainchain-rpc", rpc_url, "--quiet"])
+        rpc.close()
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "OK: every check holds" in out
+    assert (
+        f"1 payout(s) paid out {pegout.amount} sat to peg-outs, mainchain fees {peg['mainchain_fees']} sat, "
+        "unaccounted 0 sat" in out
+    ), out
+    coins = peg["federation_utxo_sum"]
+    assert coins == COIN - pegout.amount - peg["mainchain_fees"]
+    assert f"reserves: federation coins {coins} sat, required (pegged in - paid out - fees) {coins} sat" in out
