@@ -17,6 +17,7 @@ its lock.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -70,6 +71,10 @@ from .watchmen import LEDGER_KEY
 TICK_SECONDS = 0.1
 MAINCHAIN_POLL_SECONDS = 2.0
 CATCH_UP_BATCH_BYTES = 4 * 1024 * 1024
+MAX_SUBMIT_BATCH = 32
+SUBMIT_BATCH_SECONDS = 0.05
+"""Bounds on the submissions admitted before their one storage write: the
+first one's answer and relay wait for the rest of its batch."""
 
 
 class RefuseToSign(FunctionaryError):
@@ -226,7 +231,7 @@ class FunctionaryNode:
         # transaction submissions, so a backlog of transactions to verify
         # never holds up a round (see _next_item).
         self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self._tx_events: asyncio.Queue[Any] = asyncio.Queue()
+        self._tx_events: collections.deque[Any] = collections.deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._catching_up_from: int | None = None
@@ -435,7 +440,7 @@ class FunctionaryNode:
         self._wakeup.set()
 
     def _post_tx(self, item: Any) -> None:
-        self._tx_events.put_nowait(item)
+        self._tx_events.append(item)
         self._wakeup.set()
 
     async def _next_item(self) -> Any:
@@ -446,8 +451,8 @@ class FunctionaryNode:
         while True:
             if not self._events.empty():
                 return self._events.get_nowait()
-            if not self._tx_events.empty():
-                return self._tx_events.get_nowait()
+            if self._tx_events:
+                return self._tx_events.popleft()
             self._wakeup.clear()
             await self._wakeup.wait()
 
@@ -471,7 +476,7 @@ class FunctionaryNode:
             if isinstance(item, _SyncBlocks):
                 await self._apply_synced(item)
             elif isinstance(item, _SubmitTx):
-                await self._add_tx(item)
+                await self._add_txs(item)
             else:
                 ev: Event = item
                 await self._run(self.machine.step(ev))
@@ -612,20 +617,44 @@ class FunctionaryNode:
             txs=len(block.transactions),
         )
 
-    async def _add_tx(self, item: _SubmitTx) -> None:
-        try:
-            entry = self.mempool.add(item.tx, self.clock())
-        except MempoolError as e:
-            if item.future is not None and not item.future.done():
-                item.future.set_exception(e)
+    async def _add_txs(self, first: _SubmitTx) -> None:
+        """Admit ``first`` and the submissions queued right behind it (at most
+        MAX_SUBMIT_BATCH, for at most SUBMIT_BATCH_SECONDS, and only while no
+        consensus event waits), persist the admitted ones in one storage
+        transaction, then relay and answer each. Every answer still follows
+        the write, as one at a time did; a batch saves a sync per
+        transaction."""
+        admitted: list[tuple[_SubmitTx, MempoolEntry]] = []
+        started = time.monotonic()
+        taken = 0
+        item: _SubmitTx | None = first
+        while item is not None:
+            taken += 1
+            try:
+                admitted.append((item, self.mempool.add(item.tx, self.clock())))
+            except MempoolError as e:
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(e)
+            item = None
+            if (
+                taken < MAX_SUBMIT_BATCH
+                and time.monotonic() - started < SUBMIT_BATCH_SECONDS
+                and self._events.empty()
+                and self._tx_events
+                and isinstance(self._tx_events[0], _SubmitTx)
+            ):
+                item = self._tx_events.popleft()
+        if not admitted:
             return
         await asyncio.to_thread(
-            self.storage.mempool_add, entry.txid, item.tx.serialize(), entry.fee, entry.weight, entry.received_at
+            self.storage.mempool_add_many,
+            [(e.txid, i.tx.serialize(), e.fee, e.weight, e.received_at) for i, e in admitted],
         )
-        if item.relay:
-            self.network.broadcast(TxRelay(item.tx.serialize()).serialize())
-        if item.future is not None and not item.future.done():
-            item.future.set_result(entry)
+        for i, entry in admitted:
+            if i.relay:
+                self.network.broadcast(TxRelay(i.tx.serialize()).serialize())
+            if i.future is not None and not i.future.done():
+                i.future.set_result(entry)
 
     # -- catch-up ------------------------------------------------------------------------
 

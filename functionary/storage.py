@@ -633,6 +633,26 @@ class Storage:
             )
             return True
 
+    def mempool_add_many(self, entries: Sequence[tuple[bytes, bytes, int, int, float]]) -> int:
+        """Add (txid, raw, fee, weight, received_at) rows in one transaction
+        (one sync for many); rows already there are left as they are.
+        Returns how many were added."""
+        rows: dict[bytes, dict[str, Any]] = {}
+        for txid, raw, fee, weight, received_at in entries:
+            key = _hash32(txid, "txid")
+            rows.setdefault(
+                key, {"txid": key, "raw": bytes(raw), "fee": fee, "weight": weight, "received_at": received_at}
+            )
+        if not rows:
+            return 0
+        with _translated("adding to the mempool"), self._write() as conn:
+            for chunk in _chunks(list(rows), 500):
+                for (present,) in conn.execute(sa.select(mempool_t.c.txid).where(mempool_t.c.txid.in_(chunk))):
+                    rows.pop(bytes(present), None)
+            if rows:
+                conn.execute(mempool_t.insert(), list(rows.values()))
+        return len(rows)
+
     def mempool_remove(self, txids: Iterable[bytes]) -> int:
         """Remove these transactions; returns how many were there."""
         removed = 0

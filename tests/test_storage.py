@@ -385,6 +385,14 @@ def test_mempool_and_peg_state(store: Storage) -> None:
     ]
     assert store.mempool_remove([a, txid(999)]) == 1
     assert [e.txid for e in store.mempool_list()] == [b, c]
+    # Many in one transaction: those already there (or twice in the batch) are left as they are.
+    d, e = txid(103), txid(104)
+    assert store.mempool_add_many([(b, b"other b", 1, 1, 9.0), (d, b"raw d", 7, 70, 4.0), (d, b"x", 1, 1, 9.0)]) == 1
+    assert store.mempool_add_many([]) == 0
+    assert store.mempool_add_many([(e, b"raw e", 8, 80, 5.0)]) == 1
+    assert store.mempool_list()[0] == MempoolEntry(b, b"raw b", 300, 800, 2.0)
+    assert store.mempool_list()[2:] == [MempoolEntry(d, b"raw d", 7, 70, 4.0), MempoolEntry(e, b"raw e", 8, 80, 5.0)]
+    assert store.mempool_remove([d, e]) == 2
 
     assert store.peg_get(b"k") is None
     store.peg_put(b"k", b"v1")
