@@ -378,6 +378,36 @@ def _spendable_mask(tx: Transaction) -> int:
 
 # --- The chain -----------------------------------------------------------------
 
+_MAX_VALID_TXS = 100_000
+"""Transactions remembered as valid (a deep mempool's worth); forgotten all
+at once beyond that, which only costs checking them again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ValidTx:
+    """A transaction that passed :meth:`ChainState.validate_transaction` (a
+    mempool's check), remembered under its wtxid (the hash of all its bytes,
+    witnesses included) so that a block holding it need not run its rules
+    again, as Bitcoin Core's script cache spares a block what the mempool
+    verified.
+
+    Every rule of a transaction reads only the transaction, the chain's fixed
+    parameters and verifiers, the outputs it spends, the height and the
+    median time past (lock-time and coinbase maturity), and, for a peg-in,
+    the claims and the mainchain. So in a block the earlier result stands
+    when: no input is a peg-in (those are never remembered); every input
+    resolves in the block's view to the very UtxoEntry object it spent then
+    (still unspent, not spent earlier in the block, the same output and
+    height); and the block's height and median time are at least those it
+    was checked at, since both rules they feed only pass more as they grow.
+    Anything else is checked in full."""
+
+    height: int
+    cutoff: int
+    spent: tuple[UtxoEntry, ...]
+    fee: int
+
+
 _MAX_CHECKED_BLOCKS = 8
 """Candidates remembered as valid on the current tip (a height sees few)."""
 
@@ -447,6 +477,7 @@ class ChainState:
         self._genesis = genesis
         self._headers: list[BlockHeader] = [genesis.header]
         self._checked: dict[bytes, _CheckedBlock] = {}
+        self._valid_txs: dict[bytes, _ValidTx] = {}
 
     # -- the tip --------------------------------------------------------------
 
@@ -513,7 +544,29 @@ class ChainState:
         view = self._view()
         if view.has_tx(tx.txid):
             raise DuplicateTransaction(f"{tx.txid_hex} is already in the chain")
-        return self._check_tx(tx, view, height, self.median_time_past())
+        cutoff = self.median_time_past()
+        fee = self._check_tx(tx, view, height, cutoff)
+        self._remember_valid(tx, height, cutoff, fee)
+        return fee
+
+    def _remember_valid(self, tx: Transaction, height: int, cutoff: int, fee: int) -> None:
+        if any(txin.is_pegin for txin in tx.inputs):
+            return  # depends on the mainchain too: never remembered
+        spent = tuple(self._utxos[txin.prevout] for txin in tx.inputs)
+        if len(self._valid_txs) >= _MAX_VALID_TXS:
+            self._valid_txs.clear()
+        self._valid_txs[tx.wtxid] = _ValidTx(height, cutoff, spent, fee)
+
+    def _known_valid_fee(self, tx: Transaction, view: UtxoView, height: int, cutoff: int) -> int | None:
+        """The fee of ``tx`` if it passed :meth:`validate_transaction` and
+        nothing its rules read has changed since, else None (see _ValidTx)."""
+        known = self._valid_txs.get(tx.wtxid)
+        if known is None or height < known.height or cutoff < known.cutoff:
+            return None
+        for txin, entry in zip(tx.inputs, known.spent, strict=True):
+            if view.get(txin.prevout) is not entry:
+                return None
+        return known.fee
 
     def _check_tx(
         self,
@@ -674,6 +727,8 @@ class ChainState:
         )
         # Nothing below can fail: the block is applied whole.
         self._checked.clear()
+        for tx in block.transactions:
+            self._valid_txs.pop(tx.wtxid, None)  # in the chain now: never valid again
         for op in view._spent:
             del self._utxos[op]
         self._utxos.update(view._added)
@@ -759,7 +814,8 @@ class ChainState:
             txid = tx.txid
             if view.has_tx(txid):
                 raise DuplicateTransaction(f"{tx.txid_hex} is already in the chain")
-            fees += self._check_tx(tx, view, height, cutoff, proof_checks)
+            known = self._known_valid_fee(tx, view, height, cutoff)
+            fees += known if known is not None else self._check_tx(tx, view, height, cutoff, proof_checks)
             _apply(view, tx, height, False)
         if fees > MAX_MONEY:
             raise ValueOutOfRange("block fees exceed MAX_MONEY")

@@ -957,6 +957,71 @@ def test_transaction_rules_run_once_per_block_and_tip(monkeypatch: pytest.Monkey
     assert calls == [tx.txid] * 4
 
 
+def test_a_transaction_the_mempool_checked_is_not_checked_again_in_a_block(monkeypatch: pytest.MonkeyPatch):
+    hx = Harness()
+    each = (FREE - 100) // 3
+    split = spend(ALICE, hx.genesis_coin, FREE, [pay(each, spk(ALICE)) for _ in range(3)] + [fee(FREE - 3 * each)])
+    hx.mine([split])
+    coins = [OutPoint(split.txid, i) for i in range(3)]
+    calls: list[bytes] = []
+    check_tx = ChainState._check_tx
+
+    def counting(self: ChainState, tx: Transaction, *args: object, **kwargs: object) -> int:
+        calls.append(tx.txid)
+        return check_tx(self, tx, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChainState, "_check_tx", counting)
+    a = spend(ALICE, coins[0], each, [pay(each - 100, spk(BOB)), fee(100)])
+    b = spend(ALICE, coins[1], each, [pay(each - 100, spk(BOB)), fee(100)])
+    assert hx.chain.validate_transaction(a) == 100
+    assert hx.chain.validate_transaction(b) == 100
+    hx.mine([])  # the tip moves on; a and b still spend the same, untouched coins
+    calls.clear()
+    # From the wire (other objects, same bytes): a and b are known, c is not.
+    c = spend(ALICE, coins[2], each, [pay(each - 100, spk(CAROL)), fee(100)])
+    block = Block.parse(hx.block([a, b, c]).serialize())
+    undo = hx.chain.connect_block(block, block.header.time)
+    assert calls == [c.txid] and undo.fees == 300
+    # Another witness for the same transaction is other bytes: checked in full.
+    hx.chain.disconnect_block(undo)
+    a2 = spend(ALICE, coins[0], each, a.outputs, hashtype=SIGHASH_ALL | SIGHASH_ANYONECANPAY)
+    assert a2.txid == a.txid and a2.wtxid != a.wtxid
+    calls.clear()
+    hx.chain.check_block(hx.candidate([a2]), hx.time + 60, check_proof=False)
+    assert calls == [a2.txid]
+
+
+def test_a_known_transaction_is_checked_again_when_its_inputs_changed(monkeypatch: pytest.MonkeyPatch):
+    hx = Harness()
+    tx = spend(ALICE, hx.genesis_coin, FREE, [pay(FREE - 100, spk(BOB)), fee(100)])
+    rival = spend(ALICE, hx.genesis_coin, FREE, [pay(FREE - 200, spk(CAROL)), fee(200)])
+    hx.chain.validate_transaction(tx)
+    hx.chain.validate_transaction(rival)
+    # Both known valid alone; in one block the second double-spends.
+    with pytest.raises(errors.DoubleSpend):
+        hx.chain.check_block(hx.candidate([rival, tx]), hx.time + 60, check_proof=False)
+    _, undo = hx.mine([rival])
+    with pytest.raises(errors.DoubleSpend):
+        hx.chain.validate_transaction(tx)
+    with pytest.raises(errors.DoubleSpend):
+        hx.chain.check_block(hx.candidate([tx]), hx.time + 60, check_proof=False)
+    # Rolled back below the height it was checked at: checked in full, and valid again.
+    hx.chain.disconnect_block(undo)
+    hx.chain.check_block(hx.candidate([tx]), hx.time + 60, check_proof=False)
+
+
+def test_a_known_transaction_still_needs_its_lock_time_in_a_lower_block():
+    hx = Harness()
+    hx.mine()
+    hx.mine()
+    _, undo = hx.mine()
+    tx = spend(ALICE, hx.genesis_coin, FREE, [pay(FREE - 100, spk(BOB)), fee(100)], sequence=0, locktime=3)
+    assert hx.chain.validate_transaction(tx) == 100  # final in the next block, height 4
+    hx.chain.disconnect_block(undo)
+    with pytest.raises(errors.NonFinalTransaction):  # height 3 is below what it was checked at
+        hx.chain.check_block(hx.candidate([tx]), hx.time + 60, check_proof=False)
+
+
 def test_connect_then_disconnect_restores_everything():
     hx = Harness()
     hx.mine()

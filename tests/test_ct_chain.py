@@ -751,8 +751,17 @@ def test_mempool_then_block_verifies_each_proof_once() -> None:
     hits, misses = cache.hits, cache.misses
     world.chain.validate_transaction(tx)
     assert (cache.hits - hits, cache.misses - misses) == (0, 4)  # 2 range + 2 surjection proofs
+    # The chain state remembers the transaction passed: its block asks nothing again.
     world.mine([tx])
-    assert (cache.hits - hits, cache.misses - misses) == (4, 4)
+    assert (cache.hits - hits, cache.misses - misses) == (0, 4)
+    # A chain state that did not check it itself (same blocks, same verifier)
+    # runs its rules, and its proofs come from the cache.
+    other = World(verifier=verifier)
+    assert other.chain.tip_hash == world.chain.header_at(world.chain.tip_height - 1).hash
+    hits, misses = cache.hits, cache.misses
+    other.mine([tx])
+    assert other.chain.tip_hash == world.chain.tip_hash
+    assert (cache.hits - hits, cache.misses - misses) == (4, 0)
 
 
 # --- Parallel gives what serial gives ----------------------------------------------------------
