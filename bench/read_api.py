@@ -422,7 +422,8 @@ def main() -> int:
             port = int(url.rsplit(":", 1)[1])
             _say(f"devnet up; waiting for {BLOCKS} blocks ({MEMBERS} members, {THRESHOLD}-of-{MEMBERS})")
             http = httpx.Client(timeout=5)
-            _wait(devnet, lambda: int(http.get(f"{url}/blocks/tip/height").text) >= BLOCKS, BLOCKS * 4 + 90, "the chain")
+            deadline = BLOCKS * 4 + 90
+            _wait(devnet, lambda: int(http.get(f"{url}/blocks/tip/height").text) >= BLOCKS, deadline, "the chain")
             tip = int(http.get(f"{url}/blocks/tip/height").text)
             hashes = [http.get(f"{url}/block-height/{h}").text.strip() for h in range(tip + 1)]
             blocks: list[tuple[str, bytes | None]] = []
