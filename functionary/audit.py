@@ -48,15 +48,17 @@ hand it a tampered chain without a server.
 from __future__ import annotations
 
 import argparse
+import http.client
 import sys
+import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-
-import httpx
 
 from consensus.block import Block
 from consensus.chainstate import genesis_block
@@ -74,6 +76,12 @@ MAX_FETCH_FAILURES = 5
 """Heights in a row the member fails to serve before the audit gives up."""
 MAX_LISTED = 20
 """Unaccounted outputs listed one by one in a failure; the rest are counted."""
+MAX_BODY = 8_000_000
+"""Largest answer read from the member: twice the largest block (4 MB weight)."""
+FETCH_WORKERS = 2
+"""Connections fetching ahead of the checks (bench/audit_speed: 426 blocks/s
+with httpx one request at a time, 589 with the standard library's client,
+1,760 with two fetching ahead; three or four add nothing on two cores)."""
 
 
 class AuditError(Exception):
@@ -494,26 +502,63 @@ def _payout(
 
 
 class HttpFetcher:
-    """A member's Esplora-style read API."""
+    """A member's Esplora-style read API over one keep-alive connection.
+
+    The standard library's client: a quarter of httpx's CPU per request
+    (59 against 240 us here), which is most of an audit's time over HTTP.
+    A connection the server closed while idle is reopened once."""
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
-        self.client = httpx.Client(timeout=timeout)
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._base = parts.path
+        self._timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
-        self.client.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
-    def _get(self, path: str) -> httpx.Response:
-        try:
-            r = self.client.get(self.url + path)
-        except httpx.HTTPError as e:
-            raise ApiUnreachable(f"{self.url}{path}: {type(e).__name__}: {e}") from None
-        if r.status_code != 200:
-            raise BlockUnavailable(f"{path}: HTTP {r.status_code} {r.text[:80]!r}")
-        return r
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+    def _get(self, path: str) -> bytes:
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            conn = self._conn or self._connect()
+            self._conn = None
+            try:
+                conn.request("GET", self._base + path, headers={"Accept": "*/*"})
+                r = conn.getresponse()
+                body = r.read(MAX_BODY + 1)
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                stale = isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if reused and stale and attempt == 1:
+                    continue  # the server closed an idle connection: once more on a new one
+                raise ApiUnreachable(f"{self.url}{path}: {type(e).__name__}: {e}") from None
+            if len(body) > MAX_BODY:
+                conn.close()
+                raise MalformedAnswer(f"{path}: an answer over {MAX_BODY} bytes")
+            if r.will_close:
+                conn.close()
+            else:
+                self._conn = conn
+            if r.status != 200:
+                raise BlockUnavailable(f"{path}: HTTP {r.status} {body[:80]!r}")
+            return body
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _text(self, path: str) -> str:
-        return self._get(path).text.strip()
+        return self._get(path).decode("utf-8", "replace").strip()
 
     def tip_height(self) -> int:
         text = self._text("/blocks/tip/height")
@@ -528,7 +573,7 @@ class HttpFetcher:
         return self._hex(f"/block/{block_hash[::-1].hex()}/header")
 
     def block(self, block_hash: bytes) -> bytes:
-        return self._get(f"/block/{block_hash[::-1].hex()}/raw").content
+        return self._get(f"/block/{block_hash[::-1].hex()}/raw")
 
     def _hex(self, path: str, size: int | None = None) -> bytes:
         text = self._text(path)
@@ -539,6 +584,94 @@ class HttpFetcher:
         if size is not None and len(data) != size:
             raise MalformedAnswer(f"{path}: {len(data)} bytes where {size} were expected")
         return data
+
+
+class PrefetchingFetcher:
+    """Fetches the heights ahead of the audit on ``workers`` threads (each
+    with its own fetcher from ``make``, so its own connection) while the
+    audit checks the one before. Every answer and every failure reaches the
+    audit exactly as the wrapped fetcher gave it, at the same call: the
+    height's hash, then its header, then its block."""
+
+    def __init__(self, make: Callable[[], ChainFetcher], workers: int = 2, window: int = 32) -> None:
+        self._make = make
+        self._main = make()
+        self._window = window
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="audit-fetch")
+        self._local = threading.local()
+        self._made: list[ChainFetcher] = [self._main]
+        self._lock = threading.Lock()
+        self._futures: dict[int, Future[_Fetched]] = {}
+        self._tip = -1
+        self._current: _Fetched | None = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for f in self._made:
+            close = getattr(f, "close", None)
+            if close is not None:
+                close()
+
+    def _fetcher(self) -> ChainFetcher:
+        f: ChainFetcher | None = getattr(self._local, "fetcher", None)
+        if f is None:
+            f = self._local.fetcher = self._make()
+            with self._lock:
+                self._made.append(f)
+        return f
+
+    def _fetch(self, height: int) -> _Fetched:
+        f = self._fetcher()
+        got = _Fetched()
+        try:
+            got.named = f.block_hash(height)
+            got.header = f.header(got.named)
+            got.block = f.block(got.named)
+        except FetchError as e:
+            got.error = e
+        return got
+
+    def tip_height(self) -> int:
+        self._tip = self._main.tip_height()
+        return self._tip
+
+    def block_hash(self, height: int) -> bytes:
+        for h in range(height, min(self._tip, height + self._window) + 1):
+            if h not in self._futures:
+                self._futures[h] = self._pool.submit(self._fetch, h)
+        future = self._futures.pop(height, None)
+        got = future.result() if future is not None else self._fetch(height)
+        self._current = got
+        if got.named is None:
+            assert got.error is not None
+            raise got.error
+        return got.named
+
+    def header(self, block_hash: bytes) -> bytes:
+        got = self._current
+        if got is None or got.named != block_hash:
+            return self._main.header(block_hash)
+        if got.header is None:
+            assert got.error is not None
+            raise got.error
+        return got.header
+
+    def block(self, block_hash: bytes) -> bytes:
+        got = self._current
+        if got is None or got.named != block_hash:
+            return self._main.block(block_hash)
+        if got.block is None:
+            assert got.error is not None
+            raise got.error
+        return got.block
+
+
+@dataclass
+class _Fetched:
+    named: bytes | None = None
+    header: bytes | None = None
+    block: bytes | None = None
+    error: FetchError | None = None
 
 
 class ProgressBar:
@@ -583,7 +716,11 @@ def run(args: argparse.Namespace) -> int:
     if args.start < 0:
         print("functionary audit: --from must be a height >= 0", file=sys.stderr)
         return EXIT_USAGE
-    fetch = HttpFetcher(args.url)
+    try:
+        fetch = PrefetchingFetcher(lambda: HttpFetcher(args.url), workers=FETCH_WORKERS)
+    except ValueError as e:
+        print(f"functionary audit: --url: {e}", file=sys.stderr)
+        return EXIT_USAGE
     mainchain = BitcoinRpc(args.mainchain_rpc, timeout=300.0) if args.mainchain_rpc else None
     bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar()
     try:

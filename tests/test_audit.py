@@ -32,7 +32,7 @@ from consensus.script import push_data
 from consensus.standard import p2wpkh_script, p2wpkh_script_code, pegout_script, sign_segwit_v0
 from consensus.transaction import ConfidentialValue, OutPoint, Transaction, TxIn, TxInWitness, TxOut
 from functionary.api import create_app
-from functionary.audit import AuditReport, HttpFetcher, audit_chain
+from functionary.audit import AuditReport, HttpFetcher, PrefetchingFetcher, audit_chain
 from functionary.bitcoind import BitcoinRpc, RpcConnectionError, btc
 from functionary.cli import main
 from functionary.config import Federation, MemberInfo, PegSettings
@@ -445,6 +445,15 @@ class FakeMember:
 H2 = BLOCKS[2].hash[::-1].hex()
 
 
+def fetchers(url: str) -> list[HttpFetcher | PrefetchingFetcher]:
+    """The plain fetcher, and the command's (three threads fetching ahead):
+    each must report the same."""
+    return [
+        HttpFetcher(url, timeout=5.0),
+        PrefetchingFetcher(lambda: HttpFetcher(url, timeout=5.0), workers=3, window=4),
+    ]
+
+
 @pytest.mark.parametrize(
     ("path", "fault", "rule"),
     [
@@ -464,13 +473,13 @@ def test_a_block_the_member_fails_to_serve_is_reported_and_the_rest_checked(
     member = FakeMember(BLOCKS)
     member.faults[path] = fault
     try:
-        fetch = HttpFetcher(member.url, timeout=5.0)
-        report = audit_chain(fetch, FED)
-        fetch.close()
-        assert [(f.height, f.rule) for f in report.failures] == [(2, rule)]
-        assert report.replayed_to == 1  # nothing above the gap is replayed
-        assert report.blocks_checked == (5 if rule == "HashMismatch" else 4)
-        assert report.signatures_checked == (4 if rule == "HashMismatch" else 3) * 2
+        for fetch in fetchers(member.url):
+            report = audit_chain(fetch, FED)
+            fetch.close()
+            assert [(f.height, f.rule) for f in report.failures] == [(2, rule)], type(fetch)
+            assert report.replayed_to == 1  # nothing above the gap is replayed
+            assert report.blocks_checked == (5 if rule == "HashMismatch" else 4)
+            assert report.signatures_checked == (4 if rule == "HashMismatch" else 3) * 2
         fed_file = tmp_path / "federation.json"
         FED.save(fed_file)
         code = main(["audit", "--url", member.url, "--federation", str(fed_file), "--quiet"])
@@ -491,15 +500,20 @@ def test_a_member_that_goes_away_or_lies_about_its_tip_ends_in_a_report(
     member.dead_from = 2  # gone after serving heights 0 and 1
     liar = FakeMember(BLOCKS, tip=20)  # names a tip it cannot serve
     try:
-        gone = audit_chain(HttpFetcher(member.url, timeout=5.0), FED)
-        assert [(f.height, f.rule) for f in gone.failures] == [(h, "ApiUnreachable") for h in (2, 3, 4)]
-        assert gone.blocks_checked == 2
-        lied = audit_chain(HttpFetcher(liar.url, timeout=5.0), FED)
-        assert [(f.height, f.rule) for f in lied.failures] == [
-            *((h, "BlockUnavailable") for h in range(5, 10)),
-            (9, "AuditIncomplete"),
-        ]
-        assert lied.blocks_checked == 5 and lied.replayed_to == 4 and "10..20 not checked" in str(lied.failures[-1])
+        for fetch in fetchers(member.url):
+            gone = audit_chain(fetch, FED)
+            fetch.close()
+            assert [(f.height, f.rule) for f in gone.failures] == [(h, "ApiUnreachable") for h in (2, 3, 4)]
+            assert gone.blocks_checked == 2
+        for fetch in fetchers(liar.url):
+            lied = audit_chain(fetch, FED)
+            fetch.close()
+            assert [(f.height, f.rule) for f in lied.failures] == [
+                *((h, "BlockUnavailable") for h in range(5, 10)),
+                (9, "AuditIncomplete"),
+            ]
+            assert lied.blocks_checked == 5 and lied.replayed_to == 4
+            assert "10..20 not checked" in str(lied.failures[-1])
         assert main(["audit", "--url", member.url, "--federation", str(fed_file), "--quiet"]) == 1
         assert main(["audit", "--url", liar.url, "--federation", str(fed_file), "--quiet"]) == 1
     finally:
@@ -563,3 +577,11 @@ def test_functionary_audit_balances_after_the_watchmen_pay_on_the_devnet(
     coins = peg["federation_utxo_sum"]
     assert coins == COIN - pegout.amount - peg["mainchain_fees"]
     assert f"reserves: federation coins {coins} sat, required (pegged in - paid out - fees) {coins} sat" in out
+
+
+def test_a_url_that_is_not_http_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fed_file = tmp_path / "federation.json"
+    FED.save(fed_file)
+    assert main(["audit", "--url", "ftp://127.0.0.1/", "--federation", str(fed_file)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "not an http(s) URL" in err
