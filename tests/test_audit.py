@@ -585,3 +585,25 @@ def test_a_url_that_is_not_http_is_a_usage_error(tmp_path: Path, capsys: pytest.
     assert main(["audit", "--url", "ftp://127.0.0.1/", "--federation", str(fed_file)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "not an http(s) URL" in err
+
+
+class GrowingFetcher(ListFetcher):
+    """A member whose chain grows while it is audited: its first tip is 2."""
+
+    def __init__(self, blocks: Sequence[Block]) -> None:
+        super().__init__(blocks)
+        self.tips = [2]
+
+    def tip_height(self) -> int:
+        return self.tips.pop(0) if self.tips else len(self.blocks) - 1
+
+
+def test_with_the_peg_checked_blocks_made_during_the_audit_are_audited_too() -> None:
+    # Without the mainchain the tip read first is the audit's.
+    report = audit_chain(GrowingFetcher(BLOCKS), FED)
+    assert (report.tip_height, report.blocks_checked, report.ok) == (2, 3, True)
+    # With it, the peg-outs of newer blocks must be known before payouts are
+    # read: the audit goes on to the new tip first.
+    report = audit_chain(GrowingFetcher(BLOCKS), FED, mainchain=StubMainchain(None))  # type: ignore[arg-type]
+    assert (report.tip_height, report.blocks_checked, report.replayed_to) == (4, 5, 4)
+    assert report.rules() == ["MainchainUnavailable"] and report.pegged_in == COIN
