@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.federation import free_ports
+from tests.federation import free_port_run
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -39,7 +39,10 @@ def running_devnet(
     """Start ``functionary devnet`` on free loopback ports with data in
     ``data``; yield the process and its devnet.json once written. Stopped
     with Ctrl-C (SIGINT) at the end, killed if it does not stop."""
-    ports = free_ports(2 * members + 1)
+    # The devnet gives member i the ports base + i: one run of free ports
+    # holds the API ports, then the peer ports, then the mainchain's.
+    base = free_port_run(2 * members + 1)
+    ports = list(range(base, base + 2 * members + 1))
     proc = subprocess.Popen(
         [sys.executable, "-m", "functionary", "devnet", "--members", str(members), "--threshold", str(threshold),
          "--data", str(data), "--api-port", str(ports[0]), "--p2p-port", str(ports[members]),

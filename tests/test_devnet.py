@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from functionary.bitcoind import BitcoinRpc
-from tests.federation import free_ports
+from tests.federation import free_port_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,8 +55,8 @@ def _start(data: Path, api: int, p2p: int, chain: int) -> subprocess.Popen[str]:
 
 
 def test_devnet_runs_stops_on_ctrl_c_and_resumes(tmp_path):
-    ports = free_ports(7)
-    api, p2p, chain = ports[0], ports[3], ports[6]
+    base = free_port_run(7)  # member i gets base + i
+    api, p2p, chain = base, base + 3, base + 6
     data = tmp_path / "dn"
     proc = _start(data, api, p2p, chain)
     try:
