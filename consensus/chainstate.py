@@ -77,6 +77,14 @@ lowest-index failing proof in block order, whatever the scheduling. A lone
 transaction (:meth:`ChainState.validate_transaction`) verifies its own
 outputs' proofs the same way before its signatures.
 
+Results remembered, never assumed: a block found valid on the tip is not
+checked again on that tip except for its header rules (:class:`_CheckedBlock`),
+and a transaction :meth:`ChainState.validate_transaction` passed is not
+checked again in a block while everything its rules read is unchanged
+(:class:`_ValidTx`). Peg-ins, which also read the mainchain, are never
+remembered. Both make a member's repeated checks of the same block, and a
+block of transactions its mempool already checked, cost almost nothing.
+
 Not enforced yet: BIP68 relative lock-times (sequence numbers), sigop
 counting (the accepted templates bound it: at most 16 keys per input).
 """

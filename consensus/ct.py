@@ -77,7 +77,10 @@ check, which is also the first one a serial pass would meet. The optional
 takes, never its result: it is keyed on the whole context (proof, value
 commitment, generator, scriptPubKey; proof, generator, input generators),
 stores successes only, and the zero-minimum rule is re-applied on each hit.
-Its random salt only spreads keys; it does not touch any result.
+Its random salt only spreads keys; it does not touch any result. Checks the
+cache already holds are run in the calling thread and only the others go to
+the pool, so a block whose transactions a mempool verified hands nothing to
+a thread.
 """
 
 from __future__ import annotations
