@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -420,3 +421,35 @@ def test_a_peg_out_in_the_mempool_reads_as_received(tmp_path: Path) -> None:
             await node.stop()
 
     asyncio.run(main())
+
+
+def test_the_exchange_registry_in_the_federation_file(tmp_path: Path) -> None:
+    """init registers one exchange per PAK key; a bad registry is a typed
+    config error naming the field; the registry is not in the chain id."""
+    from functionary.config import ConfigInvalid, Federation
+
+    ExchangeSolo(tmp_path)
+    path = tmp_path / "federation.json"
+    fed = Federation.load(path)
+    key = ExchangeKey.load(tmp_path / "exchanges" / "exchange0.json")
+    assert key.api_key is not None
+    assert [(e.id, e.api_pubkey) for e in fed.exchanges] == [("exchange0", bytes(key.api_key.verify_key))]
+    raw = json.loads(path.read_text())
+    good = raw["exchanges"][0]
+    for exchanges, field in (
+        ([{**good, "id": "has space"}], "exchanges[0].id"),
+        ([{**good, "api_pubkey": "00" * 31}], "exchanges[0].api_pubkey"),
+        ([{**good, "requests_per_minute": 0}], "exchanges[0].requests_per_minute"),
+        ([good, {**good, "api_pubkey": "11" * 32}], "ids must be unique"),
+        ([good, {**good, "id": "other"}], "its own api_pubkey"),
+        (["nope"], "exchanges[0]"),
+        ("nope", "exchanges"),
+    ):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({**raw, "exchanges": exchanges}))
+        with pytest.raises(ConfigInvalid, match=re.escape(field)):
+            Federation.load(bad)
+    # Registering another exchange keeps the chain: the id covers consensus only.
+    more = tmp_path / "more.json"
+    more.write_text(json.dumps({**raw, "exchanges": [good, {"id": "b", "api_pubkey": "22" * 32}]}))
+    assert Federation.load(more).chain_id == fed.chain_id
