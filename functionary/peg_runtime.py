@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consensus.block import Block
@@ -54,6 +55,13 @@ MAINCHAIN_POLL_SECONDS = 2.0
 SCAN_BACK = 144
 """Mainchain blocks scanned for federation spends when a member starts."""
 PAYOUT_MESSAGE_TYPES = range(0x50, 0x54)
+
+
+@dataclass(frozen=True)
+class _SpendElsewhere:
+    outpoints: tuple[MainOutPoint, ...]
+    height: int
+    block_hash: str
 
 
 class PegRuntime:
@@ -96,6 +104,10 @@ class PegRuntime:
         self._mined: set[bytes] = set()
         self._last_mainchain_tip = -1
         self._scanned = -1
+        self._spends_elsewhere: dict[bytes, _SpendElsewhere] = {}
+        """Non-payout spends of federation coins seen but not yet
+        ``confirm_depth`` deep, by spender txid (memory only: after a restart
+        the scan, which starts SCAN_BACK blocks back, finds them again)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def load(self) -> None:
@@ -306,6 +318,8 @@ class PegRuntime:
         self._last_mainchain_tip = tip
         await self._recover_signed()
         await self._scan_blocks(tip)
+        if await self._settle_spends_elsewhere(tip):
+            await self._scan_blocks(tip)  # the new branch, from where it forked
         live = sorted(self.ledger.live_payouts(), key=lambda r: r.seen_height)
         confirmed: list[tuple[int, BtcTransaction]] = []
         mined: set[bytes] = set()
@@ -358,9 +372,11 @@ class PegRuntime:
                     if self._is_payout(tx):
                         event(self.log, "payout_seen_on_mainchain", txid=tx.txid_hex, height=height)
                         await self._record_locked(tx)
-                    else:
-                        for op in ours:
-                            self.ledger.spent_elsewhere(op, tx.txid)
+                    elif tx.txid not in self._spends_elsewhere:
+                        # The alarm at once; the ledger only once the spend is
+                        # as deep as a payout must be, so a mainchain reorg
+                        # that drops it leaves the coin where it was.
+                        self._spends_elsewhere[tx.txid] = _SpendElsewhere(tuple(ours), height, block["hash"])
                         event(
                             self.log,
                             "federation_coin_spent_elsewhere",
@@ -369,8 +385,39 @@ class PegRuntime:
                             height=height,
                             coins=len(ours),
                         )
-                        await asyncio.to_thread(self.storage.peg_put, LEDGER_KEY, self.ledger.serialize())
             self._scanned = height
+
+    async def _settle_spends_elsewhere(self, tip: int) -> bool:
+        """Non-payout spends ``confirm_depth`` deep leave the ledger (their
+        value unaccounted); those whose block left the best chain are dropped
+        (the coins stay federation coins; a new block spending them again is
+        found by the scan). True if the scan must go back over a new branch."""
+        rewound = False
+        for txid, spend in list(self._spends_elsewhere.items()):
+            if await self.rpc.call("getblockhash", spend.height) != spend.block_hash:
+                del self._spends_elsewhere[txid]
+                # Scan the new branch from there on the next poll.
+                self._scanned = min(self._scanned, spend.height - 1)
+                rewound = True
+                event(self.log, "spend_elsewhere_reorged_out", logging.WARNING, txid=txid[::-1].hex())
+                continue
+            if tip - spend.height + 1 < self.params.confirm_depth:
+                continue
+            async with self.lock:
+                for op in spend.outpoints:
+                    if self.ledger.utxo(op) is not None:
+                        self.ledger.spent_elsewhere(op, txid)
+                await asyncio.to_thread(self.storage.peg_put, LEDGER_KEY, self.ledger.serialize())
+            del self._spends_elsewhere[txid]
+            event(
+                self.log,
+                "federation_coin_spent_elsewhere_final",
+                logging.ERROR,
+                txid=txid[::-1].hex(),
+                height=spend.height,
+                coins=len(spend.outpoints),
+            )
+        return rewound
 
     def _is_payout(self, tx: BtcTransaction) -> bool:
         """Every input a federation coin, every output a peg-out the ledger

@@ -237,12 +237,35 @@ async def _theft_of(coin: FedUtxo, chain: Mainchain, fed: Federation, member: Me
 
     await member.poll()
     ledger = member.ledger
+    depth = member.runtime.params.confirm_depth
     assert len(events(caplog, "payout_seen_on_mainchain")) == 1  # only the real payout's
     [alarm] = events(caplog, "federation_coin_spent_elsewhere")
     assert alarm.levelno == logging.ERROR
     assert (alarm.txid, alarm.height, alarm.coins) == (stolen.txid_hex, height, 1)  # type: ignore[attr-defined]
-    # Not recorded as a payout: the coin is gone, its whole value
-    # unaccounted (not fees, not paid out), and the audit says so.
+    # The alarm at once; the ledger waits until the spend is as deep as a
+    # payout must be, since a mainchain reorg may yet drop it.
+    assert ledger.payout(stolen.txid) is None
+    assert ledger.utxo(coin.outpoint) is not None and ledger.reserves().unaccounted == 0
+
+    # A reorg drops the block; the spend is mined again in the new branch.
+    rpc.invalidateblock(block)
+    if stolen.txid_hex not in rpc.getrawmempool():
+        rpc.sendrawtransaction(stolen.serialize().hex())
+    mine(rpc, 2)
+    assert rpc.getblockhash(height) != block
+    await member.poll()
+    [reorged] = events(caplog, "spend_elsewhere_reorged_out")
+    assert reorged.txid == stolen.txid_hex  # type: ignore[attr-defined]
+    alarms = events(caplog, "federation_coin_spent_elsewhere")
+    assert len(alarms) == 2 and alarms[1].height == height  # type: ignore[attr-defined]
+    assert ledger.utxo(coin.outpoint) is not None and ledger.reserves().unaccounted == 0
+
+    # confirm_depth deep on the best chain: the coin leaves the ledger, its
+    # whole value unaccounted (not fees, not paid out), and the audit says so.
+    mine(rpc, depth - 2)
+    await member.poll()
+    [final] = events(caplog, "federation_coin_spent_elsewhere_final")
+    assert (final.txid, final.height, final.levelno) == (stolen.txid_hex, height, logging.ERROR)  # type: ignore[attr-defined]
     assert ledger.payout(stolen.txid) is None
     assert ledger.utxo(coin.outpoint) is None and ledger.spender(coin.outpoint) == stolen.txid
     assert ledger.utxos() == []
@@ -253,8 +276,9 @@ async def _theft_of(coin: FedUtxo, chain: Mainchain, fed: Federation, member: Me
     assert stored is not None and stored == ledger.serialize()
 
     # Deeper blocks change nothing: it is never confirmed as a payout later.
-    mine(rpc, member.runtime.params.confirm_depth)
+    mine(rpc, depth)
     await member.poll()
     assert member.ledger.payout(stolen.txid) is None
     assert len(events(caplog, "payout_confirmed")) == 1
-    assert len(events(caplog, "federation_coin_spent_elsewhere")) == 1
+    assert len(events(caplog, "federation_coin_spent_elsewhere")) == 2
+    assert len(events(caplog, "federation_coin_spent_elsewhere_final")) == 1
